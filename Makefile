@@ -1,0 +1,42 @@
+# Two entry points: `make run` (kiosk on simulated hardware) and `make test` (every test).
+# Both set up what they need first: Debian packages when missing, then the Python venv.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+# Runtime: GL/EGL for Kivy's SDL window (also offscreen), touch input, a CJK font for Chinese,
+# gettext tools for translators. Tests: Xvfb as an alternative display.
+APT_PACKAGES := libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libmtdev1 fonts-wqy-microhei \
+                gettext xvfb xauth
+
+.PHONY: setup apt venv run run-windowed test bench clean
+
+setup: apt venv
+
+apt:
+	@bash scripts/ensure-apt.sh $(APT_PACKAGES)
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || bash scripts/ensure-apt.sh python3 python3-venv python3-dev
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+run: setup
+	$(VENV)/bin/kiosk run
+
+run-windowed: setup
+	$(VENV)/bin/kiosk run --windowed
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/startup.py
+
+clean:
+	rm -rf $(VENV) var tests/_artifacts .pytest_cache

@@ -1,0 +1,111 @@
+"""The interfaces every device driver implements.
+
+Drivers report what happens through a `sink`: a callable taking one kiosk event
+(kiosk.events), safe to call from any thread. Commands are coroutines (or plain calls
+that only queue work) so the UI never waits on hardware.
+
+The bill acceptor interface is shaped by the acceptor's escrow cycle, common to ID-003,
+ccTalk, SSP and CCNET: a note is *escrowed* (the kiosk decides), then *stacked* or
+*returned*; the credit point is the device's own confirmation (ID-003 vend valid),
+reported as NoteCredited.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable
+
+from kiosk.events import Record
+
+Sink = Callable[[Record], None]
+
+
+class DeviceError(Exception):
+    """Base of device errors, split by kind as the shell reacts differently to each."""
+
+
+class DeviceGone(DeviceError):
+    """Unplugged, port vanished, service stopped."""
+
+
+class DeviceTimeout(DeviceError):
+    """The device did not answer in time."""
+
+
+class DeviceFault(DeviceError):
+    """The device answered, with a fault (jam, paper out, ...)."""
+
+
+class Device(ABC):
+    name: str = "device"
+
+    async def start(self, sink: Sink) -> None:
+        self.sink = sink
+
+    async def stop(self) -> None:
+        pass
+
+    def diagnostics(self) -> dict[str, object]:
+        return {"driver": type(self).__name__}
+
+
+class SimReader(Device):
+    """Reports SimIdentified(iccid) on insert and SimRemoved on removal."""
+    name = "sim_reader"
+
+
+class BillAcceptor(Device):
+    name = "cash"
+
+    @abstractmethod
+    def enable(self) -> None: ...
+
+    @abstractmethod
+    def disable(self) -> None: ...
+
+    @abstractmethod
+    def stack(self, value: int) -> None:
+        """Accept the note in escrow (reported later as NoteCredited)."""
+
+    @abstractmethod
+    def return_note(self, value: int) -> None:
+        """Give the note in escrow back (reported later as NoteReturned)."""
+
+
+@dataclass(frozen=True)
+class CardResult:
+    approved: bool
+    amount: int = 0
+    auth_code: str = ""
+    trace: str = ""
+    reason: str = ""           # "declined" | "aborted" | "timeout" | "offline"
+
+
+class CardTerminal(Device):
+    name = "card"
+
+    @abstractmethod
+    async def authorise(self, ref: str, amount: int) -> CardResult: ...
+
+    @abstractmethod
+    async def abort(self) -> None: ...
+
+    @abstractmethod
+    async def reverse(self, ref: str, amount: int) -> bool: ...
+
+
+class PrinterError(DeviceFault):
+    pass
+
+
+class ReceiptPrinter(Device):
+    name = "printer"
+
+    @abstractmethod
+    async def print_receipt(self, lines: list[str], qr: str | None = None) -> None:
+        """Print and cut; raises PrinterError (paper out, cover open) or DeviceGone."""
+
+    @abstractmethod
+    def paper(self) -> str:
+        """'ok' | 'near_end' | 'out'"""

@@ -1,0 +1,26 @@
+"""Config picks the implementation of each device kind by name; modules load lazily, so a
+driver's dependencies (pyserial, pyscard) are imported only when that driver is used."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_DRIVERS: dict[str, dict[str, str]] = {
+    "sim_reader": {"simulated": "drivers.simulated:SimulatedSimReader"},
+    "cash": {"simulated": "drivers.simulated:SimulatedBillAcceptor"},
+    "card": {"simulated": "drivers.simulated:SimulatedCardTerminal"},
+    "printer": {"simulated": "drivers.simulated:SimulatedPrinter"},
+    "backend": {"simulated": "kiosk.backend.simulated:SimulatedBackend"},
+    "wallet": {"simulated": "kiosk.payments.simulated:SimulatedWallet"},
+}
+
+
+def known_drivers(kind: str) -> tuple[str, ...]:
+    return tuple(_DRIVERS.get(kind, {}))
+
+
+def create(kind: str, driver: str, **options: Any) -> Any:
+    target = _DRIVERS[kind][driver]
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)(**options)

@@ -1,0 +1,1 @@
+"""Top-up backends: the interface, and implementations chosen by config."""

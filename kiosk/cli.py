@@ -1,0 +1,178 @@
+"""The `kiosk` command.
+
+    kiosk run [--windowed] [--config PATH] [--data-dir DIR]
+    kiosk config check [PATH] [--json]
+    kiosk journal list [--status open|closed] [--limit N] [--json]
+    kiosk journal show REF [--json]
+
+Exit codes: 0 ok, 1 not found / invalid, 2 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import config as config_mod
+from .config import ConfigError, Settings
+from .money import fmt
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return config_mod.load(args.config, data_dir=getattr(args, "data_dir", None))
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from .logs import setup
+    setup()
+    # Kivy reads these at import time: set them before anything imports kivy.
+    kivy_home = settings.data_dir / "kivy"
+    kivy_home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("KIVY_HOME", str(kivy_home))
+    os.environ.setdefault("KIVY_NO_ARGS", "1")
+    os.environ.setdefault("KIVY_LOG_MODE", "PYTHON")
+    if not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")):
+        print("kiosk: no display found (DISPLAY is not set). Run it on the kiosk's screen, "
+              "or under a virtual one: xvfb-run -a kiosk run", file=sys.stderr)
+        return 1
+    from screens.window import configure
+    configure(settings, args.windowed)
+    from screens.app import run
+    return run(settings, windowed=args.windowed)
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    path = args.path or args.config
+    s = config_mod.load(path)
+    summary = {
+        "file": str(s.file), "kiosk_id": s.kiosk_id, "currency": s.currency,
+        "operators": [op.id for op in s.catalog.operators],
+        "products": len(s.catalog.products),
+        "devices": {k: v.driver for k, v in s.devices.items()},
+        "demo": s.demo, "data_dir": str(s.data_dir),
+    }
+    if args.json:
+        _print_json({"ok": True, **summary})
+    else:
+        print(f"{s.file}: OK")
+        print(f"  kiosk {s.kiosk_id}, currency {s.currency}, "
+              f"{len(s.catalog.operators)} operators, {len(s.catalog.products)} products")
+        print("  devices: " + ", ".join(f"{k}={v.driver}" for k, v in s.devices.items()))
+    return 0
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def cmd_journal_list(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    from .journal import Journal
+    j = Journal(s.journal_path, s.kiosk_id, s.currency)
+    rows = j.transactions(status=args.status, limit=args.limit)
+    if args.json:
+        _print_json([r.to_dict() for r in rows])
+        return 0
+    if not rows:
+        print("no transactions")
+        return 0
+    print(f"{'REFERENCE':<15} {'OPENED':<21} {'METHOD':<6} {'PRICE':>13} {'PAID':>13} "
+          f"{'STATUS':<7} OUTCOME")
+    for r in rows:
+        print(f"{r.ref:<15} {_when(r.opened_ts):<21} {r.method:<6} "
+              f"{fmt(r.amount, r.currency):>13} {fmt(r.paid, r.currency):>13} "
+              f"{r.status:<7} {r.outcome or '-'}")
+    return 0
+
+
+def cmd_journal_show(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    from .journal import Journal
+    from .logs import mask
+    j = Journal(s.journal_path, s.kiosk_id, s.currency)
+    row = j.transaction(args.ref)
+    if row is None:
+        print(f"kiosk: no transaction {args.ref}", file=sys.stderr)
+        return 1
+    evs = j.events(args.ref)
+    vouchers = [{**v, "code": "*" * 12 + v["code"][-4:]} for v in j.vouchers(args.ref)]
+    if args.json:
+        _print_json({"transaction": row.to_dict(),
+                     "events": [{"seq": e.seq, "ts": e.ts, "kind": e.kind,
+                                 "data": json.loads(mask(json.dumps(e.data)))} for e in evs],
+                     "vouchers": vouchers})
+        return 0
+    d = row.to_dict()
+    for key in ("ref", "status", "outcome", "msisdn", "operator", "product_id", "method"):
+        print(f"{key:>10}: {d[key]}")
+    for key in ("amount", "paid", "credited", "voucher", "refunded"):
+        print(f"{key:>10}: {fmt(d[key], row.currency)}")
+    print(f"{'opened':>10}: {_when(row.opened_ts)}\n{'closed':>10}: {_when(row.closed_ts)}")
+    for v in vouchers:
+        print(f"{'voucher':>10}: {v['code']} {fmt(v['amount'], v['currency'])} {v['status']}")
+    print("events:")
+    for e in evs:
+        data = mask(", ".join(f"{k}={v}" for k, v in e.data.items() if k != "ref"))
+        print(f"  {e.seq:>6} {_when(e.ts)} {e.kind:<20} {data}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kiosk", description="Self-service prepaid top-up kiosk.")
+    p.add_argument("--config", type=Path, default=None,
+                   help="kiosk.toml to use (default: config/kiosk.toml of the installation)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the kiosk UI (full screen unless --windowed)")
+    r.add_argument("--windowed", action="store_true", help="a window instead of full screen")
+    r.add_argument("--data-dir", type=Path, help="journal and state folder (overrides config)")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("config", help="configuration tools")
+    csub = c.add_subparsers(dest="config_command", required=True)
+    cc = csub.add_parser("check", help="load and validate a configuration; exit 2 if broken")
+    cc.add_argument("path", nargs="?", type=Path, help="kiosk.toml (default: --config)")
+    cc.add_argument("--json", action="store_true")
+    cc.set_defaults(func=cmd_config_check)
+
+    j = sub.add_parser("journal", help="read the money journal")
+    jsub = j.add_subparsers(dest="journal_command", required=True)
+    jl = jsub.add_parser("list", help="recent transactions, newest first")
+    jl.add_argument("--status", choices=("open", "closed"))
+    jl.add_argument("--limit", type=int, default=50)
+    jl.add_argument("--data-dir", type=Path)
+    jl.add_argument("--json", action="store_true")
+    jl.set_defaults(func=cmd_journal_list)
+    js = jsub.add_parser("show", help="one transaction with every journaled event")
+    js.add_argument("ref")
+    js.add_argument("--data-dir", type=Path)
+    js.add_argument("--json", action="store_true")
+    js.set_defaults(func=cmd_journal_show)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        if getattr(args, "json", False):
+            _print_json({"ok": False, "file": exc.file, "key": exc.key, "reason": exc.reason})
+        print(f"kiosk: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,409 @@
+"""What happens to the kiosk (events) and what the kiosk must do about it (effects).
+
+Events come from the customer (through the screens), from devices and from backends.
+Effects are instructions for the imperative shell (kiosk.runtime); their results come
+back as events. Both are plain frozen dataclasses so they can be journaled as JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from datetime import date
+from typing import Any, ClassVar
+
+
+class Record:
+    """Something that can be written to the journal and read back."""
+
+    money: ClassVar[bool] = False     # concerns money: journaled before it is acted on
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, date):
+                d[k] = v.isoformat()
+        return d
+
+    @classmethod
+    def kind(cls) -> str:
+        return cls.__name__
+
+
+# ---------------------------------------------------------------- customer events
+@dataclass(frozen=True)
+class Start(Record):
+    """The customer touched the attract screen."""
+
+
+@dataclass(frozen=True)
+class NumberEntered(Record):
+    raw: str
+
+
+@dataclass(frozen=True)
+class ConfirmNumber(Record):
+    yes: bool
+
+
+@dataclass(frozen=True)
+class ChooseProduct(Record):
+    product_id: str
+    amount: int                      # minor units
+    today: date | None = None
+
+
+@dataclass(frozen=True)
+class ChoosePayment(Record):
+    method: str                      # "cash" | "qr" | "card"
+
+
+@dataclass(frozen=True)
+class Back(Record):
+    pass
+
+
+@dataclass(frozen=True)
+class Cancel(Record):
+    pass
+
+
+@dataclass(frozen=True)
+class Timeout(Record):
+    """The customer did not answer "Need more time?"."""
+
+
+@dataclass(frozen=True)
+class ShowReceipt(Record):
+    pass
+
+
+@dataclass(frozen=True)
+class Done(Record):
+    pass
+
+
+# ---------------------------------------------------------------- device / backend events
+@dataclass(frozen=True)
+class SimIdentified(Record):
+    iccid: str
+
+
+@dataclass(frozen=True)
+class SimRemoved(Record):
+    pass
+
+
+@dataclass(frozen=True)
+class SubscriberFound(Record):
+    iccid: str
+    msisdn: str
+
+
+@dataclass(frozen=True)
+class SubscriberNotFound(Record):
+    iccid: str
+
+
+@dataclass(frozen=True)
+class DeviceStatus(Record):
+    device: str                      # "cash" | "card" | "qr" | "backend" | "printer" | "sim"
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ReferenceAllocated(Record):
+    money = True
+    ref: str
+
+
+@dataclass(frozen=True)
+class NoteEscrowed(Record):
+    money = True
+    value: int
+
+
+@dataclass(frozen=True)
+class NoteCredited(Record):
+    """The acceptor's credit point (ID-003 vend valid): the note is in the cash box."""
+    money = True
+    value: int
+
+
+@dataclass(frozen=True)
+class NoteReturned(Record):
+    money = True
+    value: int
+
+
+@dataclass(frozen=True)
+class NoteRejected(Record):
+    reason: str
+
+
+@dataclass(frozen=True)
+class CashFault(Record):
+    money = True
+    reason: str
+
+
+@dataclass(frozen=True)
+class QrOrderCreated(Record):
+    money = True
+    ref: str
+    payload: str
+    expires_at: float                # unix time
+
+
+@dataclass(frozen=True)
+class QrOrderFailed(Record):
+    money = True
+    ref: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class QrPaid(Record):
+    money = True
+    ref: str
+    amount: int
+    provider_ref: str
+
+
+@dataclass(frozen=True)
+class QrExpired(Record):
+    money = True
+    ref: str
+
+
+@dataclass(frozen=True)
+class CardApproved(Record):
+    money = True
+    ref: str
+    amount: int
+    auth_code: str
+    trace: str
+
+
+@dataclass(frozen=True)
+class CardDeclined(Record):
+    money = True
+    ref: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CardReversed(Record):
+    money = True
+    ref: str
+
+
+@dataclass(frozen=True)
+class CardReversalFailed(Record):
+    money = True
+    ref: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TopUpSucceeded(Record):
+    money = True
+    ref: str
+    operator_ref: str
+
+
+@dataclass(frozen=True)
+class TopUpFailed(Record):
+    money = True
+    ref: str
+    reason: str                      # message key, e.g. "backend.rejected"
+
+
+@dataclass(frozen=True)
+class TopUpUnknown(Record):
+    """No final answer (timeout, connection drop, 5xx): never a failure."""
+    money = True
+    ref: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class VoucherIssued(Record):
+    money = True
+    ref: str
+    code: str
+    amount: int
+    held: bool = False               # valid only if a pending top-up finally fails
+
+
+@dataclass(frozen=True)
+class ReceiptPrinted(Record):
+    ref: str
+
+
+@dataclass(frozen=True)
+class PrinterFailed(Record):
+    ref: str
+    reason: str
+
+
+# ---------------------------------------------------------------- effects
+@dataclass(frozen=True)
+class LookupSubscriber(Record):
+    iccid: str
+
+
+@dataclass(frozen=True)
+class AllocateReference(Record):
+    pass
+
+
+@dataclass(frozen=True)
+class EnableCash(Record):
+    pass
+
+
+@dataclass(frozen=True)
+class DisableCash(Record):
+    pass
+
+
+@dataclass(frozen=True)
+class StackNote(Record):
+    money = True
+    value: int
+
+
+@dataclass(frozen=True)
+class ReturnNote(Record):
+    money = True
+    value: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class CreateQrOrder(Record):
+    money = True
+    ref: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class CloseQrOrder(Record):
+    money = True
+    ref: str
+
+
+@dataclass(frozen=True)
+class AuthoriseCard(Record):
+    money = True
+    ref: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class AbortCard(Record):
+    ref: str
+
+
+@dataclass(frozen=True)
+class ReverseCard(Record):
+    money = True
+    ref: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class TopUp(Record):
+    money = True
+    ref: str
+    msisdn: str
+    operator: str
+    product_id: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class QueryTopUp(Record):
+    money = True
+    ref: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class IssueVoucher(Record):
+    money = True
+    ref: str
+    amount: int
+    reason: str
+    held: bool = False
+
+
+@dataclass(frozen=True)
+class SetVoucherStatus(Record):
+    """A held voucher becomes valid (the pending top-up failed) or void (it succeeded)."""
+    money = True
+    ref: str
+    code: str
+    status: str                      # "active" | "void"
+    amount: int | None = None        # the voucher's final value when it becomes active
+
+
+@dataclass(frozen=True)
+class PrintReceipt(Record):
+    ref: str
+
+
+@dataclass(frozen=True)
+class CloseTransaction(Record):
+    """Every unit of money of this reference is accounted for: the transaction is final."""
+    money = True
+    ref: str
+    outcome: str
+    paid: int
+    credited: int
+    voucher: int
+    refunded: int
+
+
+@dataclass(frozen=True)
+class LatePayment(Record):
+    """Money arrived for a reference that is no longer on screen (paid after cancel/expiry)."""
+    money = True
+    ref: str
+    amount: int
+    source: str
+
+
+@dataclass(frozen=True)
+class OrphanNote(Record):
+    """A note credited while no transaction was open: kept for reconciliation."""
+    money = True
+    value: int
+
+
+EVENT_TYPES: dict[str, type[Record]] = {
+    cls.__name__: cls for cls in list(globals().values())
+    if isinstance(cls, type) and issubclass(cls, Record) and cls is not Record
+}
+
+
+def from_dict(kind: str, data: dict[str, Any]) -> Record:
+    cls = EVENT_TYPES[kind]
+    kwargs = dict(data)
+    for f in fields(cls):
+        if f.name == "today" and isinstance(kwargs.get("today"), str):
+            kwargs["today"] = date.fromisoformat(kwargs["today"])
+    return cls(**kwargs)
+
+
+EFFECT_TYPES: frozenset[str] = frozenset({
+    "LookupSubscriber", "AllocateReference", "EnableCash", "DisableCash", "StackNote",
+    "ReturnNote", "CreateQrOrder", "CloseQrOrder", "AuthoriseCard", "AbortCard", "ReverseCard",
+    "TopUp", "QueryTopUp", "IssueVoucher", "PrintReceipt", "CloseTransaction", "LatePayment",
+    "OrphanNote", "SetVoucherStatus",
+})
+
+
+def is_effect(kind: str) -> bool:
+    return kind in EFFECT_TYPES

@@ -1,0 +1,258 @@
+"""The money journal: an append-only SQLite log, durable before anything irreversible.
+
+SQLite in WAL mode with synchronous=FULL: when `append` returns, the record survives a
+power cut. The shell appends every money event before stepping the engine with it, and
+every money effect before performing it. A top-up's reference is allocated here, inside
+the same write that opens its transaction, before the first call that uses it.
+
+Tables:
+  events        seq, ts, ref, kind, data (JSON)  - the log itself, never updated
+  transactions  one row per reference: what was bought, status open/closed, money totals
+  vouchers      code, ref, amount, status (active / held / void / redeemed)
+  meta          kiosk_id, schema version
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import events as ev
+from .engine import Engine, Phase, State, Txn
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq   INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts    REAL NOT NULL,
+    ref   TEXT,
+    kind  TEXT NOT NULL,
+    data  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_ref ON events (ref);
+CREATE TABLE IF NOT EXISTS transactions (
+    ref        TEXT PRIMARY KEY,
+    number     INTEGER NOT NULL UNIQUE,
+    opened_ts  REAL NOT NULL,
+    msisdn     TEXT NOT NULL,
+    operator   TEXT NOT NULL,
+    product_id TEXT NOT NULL,
+    amount     INTEGER NOT NULL,
+    currency   TEXT NOT NULL,
+    method     TEXT NOT NULL,
+    status     TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'closed')),
+    outcome    TEXT,
+    paid       INTEGER NOT NULL DEFAULT 0,
+    credited   INTEGER NOT NULL DEFAULT 0,
+    voucher    INTEGER NOT NULL DEFAULT 0,
+    refunded   INTEGER NOT NULL DEFAULT 0,
+    closed_ts  REAL
+);
+CREATE TABLE IF NOT EXISTS vouchers (
+    code      TEXT PRIMARY KEY,
+    ref       TEXT NOT NULL,
+    amount    INTEGER NOT NULL,
+    currency  TEXT NOT NULL,
+    status    TEXT NOT NULL CHECK (status IN ('active', 'held', 'void', 'redeemed')),
+    issued_ts REAL NOT NULL
+);
+"""
+
+SCHEMA_VERSION = "1"
+
+
+class JournalError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class TxnRow:
+    ref: str
+    number: int
+    opened_ts: float
+    msisdn: str
+    operator: str
+    product_id: str
+    amount: int
+    currency: str
+    method: str
+    status: str
+    outcome: str | None
+    paid: int
+    credited: int
+    voucher: int
+    refunded: int
+    closed_ts: float | None
+
+    def to_dict(self, masked: bool = True) -> dict[str, Any]:
+        from .catalog import mask_number
+        d = dict(self.__dict__)
+        if masked:
+            d["msisdn"] = mask_number(self.msisdn, "*")
+        return d
+
+
+@dataclass(frozen=True)
+class EventRow:
+    seq: int
+    ts: float
+    ref: str | None
+    kind: str
+    data: dict[str, Any]
+
+    def record(self) -> ev.Record:
+        return ev.from_dict(self.kind, self.data)
+
+
+class Journal:
+    def __init__(self, path: str | Path, kiosk_id: str = "K0001", currency: str = "PHP") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.kiosk_id = kiosk_id
+        self.currency = currency
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so each append is one
+        # explicit transaction and nothing is left half-written in an implicit one.
+        self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=10.0)
+        self.db.row_factory = sqlite3.Row
+        mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise JournalError(f"{self.path}: cannot enable WAL (got {mode})")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(SCHEMA)
+        with self._tx():
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('kiosk_id', ?)", (kiosk_id,))
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ------------------------------------------------------------------ writing
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.db.execute("BEGIN IMMEDIATE")
+            return self.db
+
+        def __exit__(self, exc_type: Any, *_: Any) -> None:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    def _tx(self) -> "Journal._Tx":
+        return Journal._Tx(self.db)
+
+    def _insert_event(self, ts: float, ref: str | None, rec: ev.Record) -> int:
+        cur = self.db.execute(
+            "INSERT INTO events (ts, ref, kind, data) VALUES (?, ?, ?, ?)",
+            (ts, ref, rec.kind(), json.dumps(rec.to_dict(), sort_keys=True)))
+        return int(cur.lastrowid or 0)
+
+    def open_transaction(self, txn: Txn) -> str:
+        """Allocate the next reference and open its transaction, durably, in one write."""
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM transactions").fetchone()
+            number = int(row[0])
+            ref = f"{self.kiosk_id}-{number:06d}"
+            db.execute(
+                "INSERT INTO transactions (ref, number, opened_ts, msisdn, operator, product_id,"
+                " amount, currency, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (ref, number, now, txn.msisdn, txn.operator, txn.product_id, txn.amount,
+                 self.currency, txn.method))
+            self._insert_event(now, ref, ev.ReferenceAllocated(ref))
+        return ref
+
+    def append(self, ref: str | None, rec: ev.Record) -> int:
+        """Write one record durably. Returns its sequence number."""
+        now = time.time()
+        with self._tx() as db:
+            seq = self._insert_event(now, ref, rec)
+            match rec:
+                case ev.CloseTransaction(ref=r, outcome=o, paid=p, credited=c, voucher=v,
+                                         refunded=f):
+                    cur = db.execute(
+                        "UPDATE transactions SET status='closed', outcome=?, paid=?, credited=?,"
+                        " voucher=?, refunded=?, closed_ts=? WHERE ref=? AND status='open'",
+                        (o, p, c, v, f, now, r))
+                    if cur.rowcount != 1:
+                        raise JournalError(f"{r}: no open transaction to close")
+                case ev.VoucherIssued(ref=r, code=code, amount=a, held=held):
+                    db.execute(
+                        "INSERT INTO vouchers (code, ref, amount, currency, status, issued_ts)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (code, r, a, self.currency, "held" if held else "active", now))
+                case ev.SetVoucherStatus(code=code, status=st, amount=a):
+                    db.execute("UPDATE vouchers SET status=?, amount=COALESCE(?, amount)"
+                               " WHERE code=?", (st, a, code))
+                # A closed transaction is final: money arriving later (a late QR payment, an
+                # orphan note) is kept by its own records (LatePayment voucher, OrphanNote).
+                case ev.NoteCredited(value=v) if ref:
+                    db.execute("UPDATE transactions SET paid = paid + ? WHERE ref=?"
+                               " AND status='open'", (v, ref))
+                case ev.QrPaid(ref=r, amount=a) | ev.CardApproved(ref=r, amount=a):
+                    db.execute("UPDATE transactions SET paid = paid + ? WHERE ref=?"
+                               " AND status='open'", (a, r))
+        return seq
+
+    # ------------------------------------------------------------------ reading
+    def _txn(self, row: sqlite3.Row) -> TxnRow:
+        return TxnRow(**{k: row[k] for k in row.keys()})
+
+    def transactions(self, status: str | None = None, limit: int = 50) -> list[TxnRow]:
+        q = "SELECT * FROM transactions"
+        args: tuple[Any, ...] = ()
+        if status:
+            q += " WHERE status=?"
+            args = (status,)
+        q += " ORDER BY number DESC LIMIT ?"
+        return [self._txn(r) for r in self.db.execute(q, args + (limit,))]
+
+    def transaction(self, ref: str) -> TxnRow | None:
+        row = self.db.execute("SELECT * FROM transactions WHERE ref=?", (ref,)).fetchone()
+        return self._txn(row) if row else None
+
+    def events(self, ref: str | None = None) -> list[EventRow]:
+        if ref is None:
+            rows = self.db.execute("SELECT * FROM events ORDER BY seq")
+        else:
+            rows = self.db.execute("SELECT * FROM events WHERE ref=? ORDER BY seq", (ref,))
+        return [EventRow(r["seq"], r["ts"], r["ref"], r["kind"], json.loads(r["data"]))
+                for r in rows]
+
+    def vouchers(self, ref: str | None = None) -> list[dict[str, Any]]:
+        q, args = "SELECT * FROM vouchers", ()
+        if ref:
+            q, args = q + " WHERE ref=?", (ref,)
+        return [dict(r) for r in self.db.execute(q + " ORDER BY issued_ts", args)]
+
+    def unresolved(self) -> list[TxnRow]:
+        return [self._txn(r) for r in self.db.execute(
+            "SELECT * FROM transactions WHERE status='open' ORDER BY number")]
+
+    def iter_money_events(self) -> Iterator[EventRow]:
+        for r in self.events():
+            if r.record().money:
+                yield r
+
+    # ------------------------------------------------------------------ rebuilding
+    def rebuild(self, ref: str, engine: Engine) -> tuple[State, list[ev.Record]]:
+        """The engine state of transaction `ref`, replayed from its journaled events, and the
+        effects its last event asked for (some may not have been performed before a crash)."""
+        row = self.transaction(ref)
+        if row is None:
+            raise JournalError(f"unknown reference {ref}")
+        phase = {"cash": Phase.PAY_CASH, "qr": Phase.PAY_QR, "card": Phase.PAY_CARD}[row.method]
+        txn = Txn(msisdn=row.msisdn, operator=row.operator, product_id=row.product_id,
+                  amount=row.amount, method=row.method)
+        state = State(phase=phase, txn=txn)
+        pending: list[ev.Record] = []
+        for e in self.events(ref):
+            if ev.is_effect(e.kind):
+                continue
+            state, pending = engine.step(state, e.record())
+        return replace(state, notice=""), pending

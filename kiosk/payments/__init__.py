@@ -1,0 +1,1 @@
+"""Payments other than devices: mobile-wallet QR (EMVCo merchant-presented)."""

@@ -1,0 +1,467 @@
+"""The imperative shell: journals events, steps the engine, performs its effects.
+
+One asyncio loop runs the UI, the engine and the backends. Drivers that block run on their
+own threads and post events with `post_threadsafe`. The order for every event is:
+
+    journal (if it concerns money) -> engine.step -> journal each money effect -> perform it
+
+so nothing irreversible happens before the record that explains it is on disk.
+
+The customer's visit is the main `Session`. Transactions left unfinished (by a crash, or a
+top-up still PENDING when the customer leaves) get a background `Session` of their own,
+rebuilt from the journal, that works on them until every unit of money is accounted for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import replace
+from typing import Any, Callable
+
+from drivers import registry
+from drivers.base import DeviceError
+
+from . import events as ev
+from . import receipts, vouchers
+from .backend.base import TopUpBackend, TopUpStatus
+from .catalog import mask_number
+from .config import Settings
+from .engine import Engine, Outcome, Phase, Policy, State
+from .journal import Journal
+from .payments.wallet import WalletProvider
+
+log = logging.getLogger("kiosk.runtime")
+
+Listener = Callable[[State], None]
+
+# Effects a background session must not perform: the devices belong to the customer in front.
+_DEVICE_EFFECTS = (ev.EnableCash, ev.DisableCash, ev.StackNote, ev.ReturnNote, ev.AbortCard,
+                   ev.PrintReceipt, ev.LookupSubscriber)
+
+
+class Session:
+    """One engine state and the effects it asks for."""
+
+    def __init__(self, rt: "Runtime", engine: Engine, state: State, background: bool) -> None:
+        self.rt = rt
+        self.engine = engine
+        self.state = state
+        self.background = background
+        self._queue: deque[tuple[ev.Record, bool]] = deque()
+        self._busy = False
+        self.done = asyncio.Event()
+
+    def post(self, e: ev.Record, journaled: bool = False) -> None:
+        self._queue.append((e, journaled))
+        if self._busy:
+            return                      # the running drain picks it up, in order
+        self._busy = True
+        try:
+            while self._queue:
+                self._step(*self._queue.popleft())
+        finally:
+            self._busy = False
+
+    def _ref_of(self, rec: ev.Record) -> str | None:
+        return getattr(rec, "ref", None) or self.state.txn.ref
+
+    def _step(self, e: ev.Record, journaled: bool) -> None:
+        if e.money and not journaled:
+            self.rt.journal.append(self._ref_of(e), e)
+        before = self.state
+        self.state, effects = self.engine.step(before, e)
+        log.debug("%s: %s -> %s", type(e).__name__, before.phase.value, self.state.phase.value)
+        for eff in effects:
+            if self.background and isinstance(eff, _DEVICE_EFFECTS):
+                continue
+            if eff.money:
+                self.rt.journal.append(self._ref_of(eff), eff)
+            self.rt.perform(self, eff)
+        if self.state is not before:
+            self.rt.changed(self, before)
+        if self.background and (self.state.txn.closed or self.state.phase is Phase.IDLE):
+            self.done.set()
+
+
+class Runtime:
+    def __init__(self, settings: Settings, devices: dict[str, Any] | None = None) -> None:
+        self.settings = settings
+        policy = Policy(max_overpay=settings.max_overpay,
+                        max_unknown_queries=settings.max_unknown_queries,
+                        min_note=min(settings.cash_denominations))
+        self.engine = Engine(settings.catalog, policy)
+        # Background sessions never give up on a top-up's answer.
+        self.bg_engine = Engine(settings.catalog, replace(policy, max_unknown_queries=10**9))
+        self.journal = Journal(settings.journal_path, settings.kiosk_id, settings.currency)
+        self.devices: dict[str, Any] = dict(devices or {})
+        for name, dev in settings.devices.items():
+            if name not in self.devices:
+                opts = dict(dev.options)
+                if name == "cash":
+                    opts.setdefault("denominations", settings.cash_denominations)
+                if name == "wallet":
+                    opts.setdefault("currency", settings.currency)
+                    opts.setdefault("merchant_name", settings.merchant_name)
+                    opts.setdefault("merchant_city", settings.merchant_city)
+                self.devices[name] = registry.create(name, dev.driver, **opts)
+        self.main = Session(self, self.engine, State(), background=False)
+        self.background: dict[str, Session] = {}
+        self.listeners: list[Listener] = []
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.last_activity = time.monotonic()
+        self.warning_until: float | None = None     # "Need more time?" deadline (monotonic)
+        self.receipt: receipts.Receipt | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ accessors
+    @property
+    def state(self) -> State:
+        return self.main.state
+
+    @property
+    def backend(self) -> TopUpBackend:
+        return self.devices["backend"]
+
+    @property
+    def wallet(self) -> WalletProvider:
+        return self.devices["wallet"]
+
+    # ------------------------------------------------------------------ life cycle
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        for name in ("sim_reader", "cash", "card", "printer"):
+            try:
+                await self.devices[name].start(self.post_threadsafe)
+            except DeviceError as exc:
+                log.error("device %s unavailable at start: %s", name, exc)
+                self.post(ev.DeviceStatus(name, False, str(exc)))
+        self.spawn(self._tick())
+        self.recover()
+
+    async def stop(self) -> None:
+        for t in list(self.tasks):
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for name in ("sim_reader", "cash", "card", "printer"):
+            try:
+                await self.devices[name].stop()
+            except Exception:   # noqa: BLE001 - shutting down: log and go on with the rest
+                log.exception("stopping %s", name)
+        self.journal.close()
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    # ------------------------------------------------------------------ events in
+    def post(self, e: ev.Record) -> None:
+        """Feed the customer's session (UI and drivers). Loop thread only."""
+        if isinstance(e, (ev.NoteEscrowed, ev.NoteCredited, ev.Start, ev.NumberEntered,
+                          ev.ConfirmNumber, ev.ChooseProduct, ev.ChoosePayment, ev.Back,
+                          ev.ShowReceipt, ev.SimIdentified)):
+            self.touched()
+        self.main.post(e)
+
+    def post_threadsafe(self, e: ev.Record) -> None:
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(self.post, e)
+
+    def touched(self) -> None:
+        """The customer did something: restart the inactivity clock, drop any warning."""
+        self.last_activity = time.monotonic()
+        if self.warning_until is not None:
+            self.warning_until = None
+            self._notify()
+
+    def subscribe(self, listener: Listener) -> None:
+        self.listeners.append(listener)
+
+    def changed(self, session: Session, before: State) -> None:
+        if session is not self.main:
+            return
+        s = self.state
+        if s.phase is not before.phase:
+            self.touched()
+            if s.phase is Phase.IDLE:
+                self.receipt = None
+        if (s.txn.outcome is Outcome.PENDING and before.txn.outcome is not Outcome.PENDING
+                and s.txn.ref and s.txn.ref not in self.background):
+            # The customer leaves with a PENDING receipt; a background session keeps asking.
+            bg = Session(self, self.bg_engine, s, background=True)
+            self.background[s.txn.ref] = bg
+            self.spawn(self._run_background(bg, [ev.TopUpUnknown(s.txn.ref, "pending")]))
+        self._notify()
+
+    def _notify(self) -> None:
+        for fn in list(self.listeners):
+            fn(self.state)
+
+    # ------------------------------------------------------------------ inactivity
+    def timeouts(self) -> tuple[int, int]:
+        ui = self.settings.ui
+        idle = ui.result_timeout_s if self.state.phase in (Phase.RESULT, Phase.RECEIPT) \
+            else ui.idle_timeout_s
+        return idle, ui.answer_timeout_s
+
+    def check_idle(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if not self.state.timeout_allowed:
+            self.last_activity = now
+            if self.warning_until is not None:
+                self.warning_until = None
+                self._notify()
+            return
+        idle, answer = self.timeouts()
+        if self.warning_until is None:
+            if now - self.last_activity >= idle:
+                self.warning_until = now + answer
+                self._notify()
+        elif now >= self.warning_until:
+            self.warning_until = None
+            self.last_activity = now
+            self.post(ev.Timeout())
+
+    async def _tick(self) -> None:
+        last_ping = 0.0
+        while True:
+            self.check_idle()
+            s = self.state
+            if s.phase is Phase.PAY_QR and s.qr_expires_at and time.time() > s.qr_expires_at:
+                self.post(ev.QrExpired(s.txn.ref or ""))
+            if time.monotonic() - last_ping > 30:
+                last_ping = time.monotonic()
+                self.spawn(self._ping_backend())
+            await asyncio.sleep(0.25)
+
+    async def _ping_backend(self) -> None:
+        try:
+            ok = await asyncio.wait_for(self.backend.reachable(), 5)
+        except Exception:   # noqa: BLE001 - any failure to answer means unreachable
+            ok = False
+        if ok != self.state.device_ok("backend"):
+            self.post(ev.DeviceStatus("backend", ok))
+
+    # ------------------------------------------------------------------ recovery
+    def recover(self) -> list[str]:
+        """Give every unfinished transaction in the journal a background session."""
+        refs = []
+        for row in self.journal.unresolved():
+            if row.ref in self.background:
+                continue
+            state, pending = self.journal.rebuild(row.ref, self.bg_engine)
+            bg = Session(self, self.bg_engine, state, background=True)
+            self.background[row.ref] = bg
+            log.warning("resuming unfinished transaction %s (%s, paid %d)", row.ref,
+                        state.phase.value, state.txn.paid)
+            self.spawn(self._run_background(bg, self._resume_events(bg, pending)))
+            refs.append(row.ref)
+        return refs
+
+    def _resume_events(self, bg: Session, pending: list[ev.Record]) -> list[ev.Record]:
+        """What to do first for a rebuilt transaction, given the effects it last asked for."""
+        s, ref = bg.state, bg.state.txn.ref or ""
+        out: list[ev.Record] = []
+        for eff in pending:
+            if isinstance(eff, ev.TopUp):
+                out.append(ev.TopUpUnknown(ref, "restart"))     # ask before any retry
+            elif isinstance(eff, (ev.QueryTopUp, ev.IssueVoucher, ev.ReverseCard,
+                                  ev.CloseTransaction, ev.SetVoucherStatus)):
+                if eff.money:
+                    self.journal.append(ref, eff)
+                self.perform(bg, eff)
+                return out
+        if out:
+            return out
+        if s.phase is Phase.PAY_CASH:
+            return [ev.Timeout()]
+        if s.phase is Phase.PAY_QR:
+            return [ev.Cancel()]
+        if s.phase is Phase.PAY_CARD:
+            return [ev.CardDeclined(ref, "restart")]
+        if s.phase in (Phase.FULFILLING, Phase.RESULT):
+            return [ev.TopUpUnknown(ref, "restart")]
+        return []
+
+    async def _run_background(self, bg: Session, first: list[ev.Record]) -> None:
+        for e in first:
+            bg.post(e)
+        await bg.done.wait()
+        ref = bg.state.txn.ref
+        log.info("transaction %s resolved: %s", ref, bg.state.txn.outcome)
+        self.background.pop(ref or "", None)
+
+    # ------------------------------------------------------------------ effects out
+    def perform(self, session: Session, eff: ev.Record) -> None:
+        d = self.devices
+        match eff:
+            case ev.AllocateReference():
+                ref = self.journal.open_transaction(session.state.txn)
+                session.post(ev.ReferenceAllocated(ref), journaled=True)
+            case ev.LookupSubscriber(iccid=iccid):
+                self.spawn(self._lookup(session, iccid))
+            case ev.EnableCash():
+                d["cash"].enable()
+            case ev.DisableCash():
+                d["cash"].disable()
+            case ev.StackNote(value=v):
+                d["cash"].stack(v)
+            case ev.ReturnNote(value=v):
+                d["cash"].return_note(v)
+            case ev.CreateQrOrder(ref=ref, amount=a):
+                self.spawn(self._qr_order(session, ref, a))
+            case ev.CloseQrOrder(ref=ref):
+                self.spawn(self._qr_close(session, ref))
+            case ev.AuthoriseCard(ref=ref, amount=a):
+                self.spawn(self._card_authorise(session, ref, a))
+            case ev.AbortCard():
+                self.spawn(d["card"].abort())
+            case ev.ReverseCard(ref=ref, amount=a):
+                self.spawn(self._card_reverse(session, ref, a))
+            case ev.TopUp():
+                self.spawn(self._topup(session, eff))
+            case ev.QueryTopUp(ref=ref, attempt=n):
+                self.spawn(self._query(session, ref, n))
+            case ev.IssueVoucher(ref=ref, amount=a, held=held):
+                session.post(ev.VoucherIssued(ref, vouchers.new_code(), a, held))
+            case ev.PrintReceipt(ref=ref):
+                self.spawn(self._print(session, ref))
+            case ev.LatePayment(ref=ref, amount=a, source=src):
+                # The customer paid after leaving the payment screen: the money is kept as
+                # a voucher on that reference, for the technician to hand over or refund.
+                code = vouchers.new_code()
+                log.warning("late payment %s on %s (%s): voucher ...%s", a, ref, src, code[-4:])
+                self.journal.append(ref, ev.VoucherIssued(ref, code, a))
+            case ev.CloseTransaction(ref=ref, outcome=o):
+                log.info("transaction %s closed: %s", ref, o)
+            case ev.OrphanNote(value=v):
+                log.warning("note of %d credited with no open transaction", v)
+            case ev.SetVoucherStatus():
+                pass            # the journal append already applied it
+
+    async def _lookup(self, session: Session, iccid: str) -> None:
+        try:
+            msisdn = await asyncio.wait_for(self.backend.lookup_subscriber(iccid),
+                                            self.settings.backend_timeout_s)
+        except Exception as exc:    # noqa: BLE001 - any failure: the customer types instead
+            log.warning("subscriber lookup failed: %s", exc)
+            msisdn = None
+        if msisdn:
+            log.info("SIM identified as %s", mask_number(msisdn, "*"))
+            session.post(ev.SubscriberFound(iccid, msisdn))
+        else:
+            session.post(ev.SubscriberNotFound(iccid))
+
+    async def _topup(self, session: Session, eff: ev.TopUp) -> None:
+        international = self.settings.catalog.international(eff.msisdn)
+        try:
+            answer = await asyncio.wait_for(
+                self.backend.topup(eff.ref, international, eff.operator, eff.product_id,
+                                   eff.amount), self.settings.backend_timeout_s)
+        except Exception as exc:    # noqa: BLE001 - timeout, drop, 5xx: never a failure
+            log.warning("top-up %s: no final answer (%s)", eff.ref, type(exc).__name__)
+            session.post(ev.TopUpUnknown(eff.ref, type(exc).__name__))
+            return
+        session.post(self._answer_event(eff.ref, answer))
+
+    def _answer_event(self, ref: str, answer: Any) -> ev.Record:
+        if answer.status is TopUpStatus.SUCCESSFUL:
+            return ev.TopUpSucceeded(ref, answer.operator_ref)
+        if answer.status is TopUpStatus.FAILED:
+            return ev.TopUpFailed(ref, answer.reason or "backend.rejected")
+        if answer.status is TopUpStatus.NOT_FOUND:
+            return ev.TopUpFailed(ref, "backend.not_received")
+        return ev.TopUpUnknown(ref, "status unknown")
+
+    async def _query(self, session: Session, ref: str, attempt: int) -> None:
+        base = self.settings.query_interval_s
+        wait = base * min(2 ** max(attempt - 1, 0), 30) if session.background else base
+        await asyncio.sleep(wait)
+        try:
+            answer = await asyncio.wait_for(self.backend.status(ref),
+                                            self.settings.backend_timeout_s)
+        except Exception as exc:    # noqa: BLE001
+            log.warning("status of %s: no answer (%s)", ref, type(exc).__name__)
+            session.post(ev.TopUpUnknown(ref, type(exc).__name__))
+            return
+        session.post(self._answer_event(ref, answer))
+
+    async def _qr_order(self, session: Session, ref: str, amount: int) -> None:
+        try:
+            order = await asyncio.wait_for(
+                self.wallet.create_order(ref, amount, self.settings.qr_expiry_s),
+                self.settings.backend_timeout_s)
+        except Exception as exc:    # noqa: BLE001
+            log.warning("QR order %s failed: %s", ref, exc)
+            session.post(ev.QrOrderFailed(ref, "unavailable"))
+            return
+        session.post(ev.QrOrderCreated(ref, order.payload, order.expires_at))
+        while session.state.txn.ref == ref and session.state.phase is Phase.PAY_QR:
+            await asyncio.sleep(1.0)
+            try:
+                st = await self.wallet.status(ref)
+            except Exception as exc:    # noqa: BLE001 - keep polling until expiry
+                log.warning("QR status %s: %s", ref, exc)
+                continue
+            if st.state == "paid":
+                session.post(ev.QrPaid(ref, st.amount, st.provider_ref))
+                return
+            if st.state == "expired":
+                session.post(ev.QrExpired(ref))
+                return
+            if st.state in ("declined", "closed"):
+                session.post(ev.QrOrderFailed(ref, "declined"))
+                return
+
+    async def _qr_close(self, session: Session, ref: str) -> None:
+        try:
+            st = await self.wallet.close(ref)
+        except Exception as exc:    # noqa: BLE001
+            log.error("closing QR order %s failed: %s", ref, exc)
+            return
+        if st.state == "paid":
+            session.post(ev.QrPaid(ref, st.amount, st.provider_ref))
+
+    async def _card_authorise(self, session: Session, ref: str, amount: int) -> None:
+        try:
+            r = await self.devices["card"].authorise(ref, amount)
+        except DeviceError as exc:
+            log.error("card terminal: %s", exc)
+            session.post(ev.CardDeclined(ref, "unavailable"))
+            return
+        if r.approved:
+            session.post(ev.CardApproved(ref, r.amount, r.auth_code, r.trace))
+        else:
+            session.post(ev.CardDeclined(ref, r.reason or "declined"))
+
+    async def _card_reverse(self, session: Session, ref: str, amount: int) -> None:
+        try:
+            ok = await self.devices["card"].reverse(ref, amount)
+        except DeviceError as exc:
+            log.error("card reversal %s: %s", ref, exc)
+            ok = False
+        session.post(ev.CardReversed(ref) if ok else ev.CardReversalFailed(ref, "refused"))
+
+    async def _print(self, session: Session, ref: str) -> None:
+        s = self.settings
+        self.receipt = receipts.build(session.state.txn, s.catalog, kiosk_id=s.kiosk_id,
+                                      site=s.site, support=s.support, tz=s.timezone,
+                                      now=time.time())
+        self._notify()
+        try:
+            await self.devices["printer"].print_receipt(self.receipt.lines, self.receipt.qr)
+        except DeviceError as exc:
+            log.error("printer: %s", exc)
+            session.post(ev.DeviceStatus("printer", False, str(exc)))
+            session.post(ev.PrinterFailed(ref, str(exc)))
+            return
+        session.post(ev.ReceiptPrinted(ref))

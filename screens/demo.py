@@ -1,0 +1,146 @@
+"""The developer panel (config `demo = true`): drives the simulated devices by mouse.
+
+Everything here acts on the simulated hardware, exactly as a customer would act on the
+real one (push a note, insert a SIM, pay on the phone), never on the engine directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kivy.metrics import dp, sp
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.gridlayout import GridLayout
+from kivy.uix.scrollview import ScrollView
+
+from kiosk.backend.simulated import DEMO_SIMS, UNKNOWN_SIM
+from kiosk.catalog import mask_number
+from kiosk.money import display
+
+from . import theme
+from .base import Context
+from .widgets import KButton, Panel, label
+
+SMALL = dp(52)
+
+
+def small_button(text: str, action: str, cb: Any, on: bool = False) -> KButton:
+    b = KButton(text=text, style="demo_on" if on else "demo", action=action, on_press=cb)
+    b.height = SMALL
+    b.font_size = sp(17)
+    return b
+
+
+class DemoPanel(Panel):
+    def __init__(self, ctx: Context, **kw: Any) -> None:
+        super().__init__(orientation="vertical", size_hint_x=None, width=dp(320),
+                         padding=dp(10), spacing=dp(6), bg=list(theme.DEMO_BG), **kw)
+        self.ctx = ctx
+        head = label("DEMO PANEL", sp(22), theme.DEMO_ACCENT, bold=True)
+        self.add_widget(head)
+        self.add_widget(label("simulated devices · not shown on a real kiosk", sp(14),
+                              theme.rgb("CCCCCC")))
+        scroll = ScrollView(do_scroll_x=False)
+        self.body = BoxLayout(orientation="vertical", spacing=dp(6), size_hint_y=None)
+        self.body.bind(minimum_height=self.body.setter("height"))
+        scroll.add_widget(self.body)
+        self.add_widget(scroll)
+        self.feedback = label("", sp(15), theme.DEMO_ACCENT)
+        self.add_widget(self.feedback)
+        self.refresh()
+
+    @property
+    def d(self) -> dict[str, Any]:
+        return self.ctx.rt.devices
+
+    def section(self, title: str) -> None:
+        self.body.add_widget(label(title, sp(17), theme.rgb("FFFFFF"), bold=True))
+
+    def grid(self, buttons: list[KButton], cols: int = 2) -> None:
+        g = GridLayout(cols=cols, spacing=dp(6), size_hint_y=None)
+        g.bind(minimum_height=g.setter("height"))
+        for b in buttons:
+            g.add_widget(b)
+        self.body.add_widget(g)
+
+    def say(self, text: str) -> None:
+        self.feedback.text = text
+
+    def refresh(self, *_: Any) -> None:
+        self.body.clear_widgets()
+        reader, cash, wallet = self.d["sim_reader"], self.d["cash"], self.d["wallet"]
+        card, backend, printer = self.d["card"], self.d["backend"], self.d["printer"]
+        cur = self.ctx.catalog.currency
+        if hasattr(reader, "insert"):
+            self.section("SIM reader")
+            btns = [small_button(f"SIM {mask_number(n)}", f"demo_sim_{i}",
+                                 lambda iccid=iccid: self._sim(iccid))
+                    for i, (iccid, n) in enumerate(DEMO_SIMS.items())]
+            btns.append(small_button("Unknown SIM", "demo_sim_unknown",
+                                     lambda: self._sim(UNKNOWN_SIM)))
+            btns.append(small_button("Remove SIM", "demo_sim_remove", self._sim_remove))
+            self.grid(btns)
+        if hasattr(cash, "insert"):
+            self.section("Note reader: insert a note")
+            btns = [small_button(display(v, cur), f"demo_note_{v}",
+                                 lambda v=v: self._note(v))
+                    for v in cash.denominations]
+            btns.append(small_button("Fake note", "demo_note_fake", lambda: self._note(1)))
+            self.grid(btns, cols=3)
+        if hasattr(wallet, "pay"):
+            self.section("Customer's wallet app")
+            self.grid([small_button("Pay the QR", "demo_qr_pay", self._qr_pay),
+                       small_button("Decline", "demo_qr_decline", self._qr_decline)])
+        if hasattr(card, "next_outcome"):
+            self.section("Card terminal: next card is")
+            self.grid([small_button(o.capitalize() + "d", f"demo_card_{o}",
+                                    lambda o=o: self._set(card, "next_outcome", o),
+                                    on=card.next_outcome == o)
+                       for o in card.OUTCOMES])
+        if hasattr(backend, "mode"):
+            self.section("Top-up backend: next top-up")
+            names = {"succeed": "Succeeds", "fail": "Fails", "timeout": "Times out"}
+            self.grid([small_button(names[m], f"demo_backend_{m}",
+                                    lambda m=m: self._set(backend, "mode", m),
+                                    on=backend.mode == m)
+                       for m in backend.MODES], cols=3)
+        if hasattr(printer, "paper_state"):
+            self.section("Receipt printer")
+            self.grid([small_button("Paper OK", "demo_paper_ok",
+                                    lambda: self._set(printer, "paper_state", "ok"),
+                                    on=printer.paper_state == "ok"),
+                       small_button("Paper out", "demo_paper_out",
+                                    lambda: self._set(printer, "paper_state", "out"),
+                                    on=printer.paper_state == "out")])
+
+    def _set(self, obj: Any, attr: str, value: Any) -> None:
+        setattr(obj, attr, value)
+        self.say(f"{attr.replace('_', ' ')} = {value}")
+        self.refresh()
+
+    def _sim(self, iccid: str) -> None:
+        self.d["sim_reader"].insert(iccid)
+        self.say(f"SIM inserted (ICCID …{iccid[-4:]})")
+
+    def _sim_remove(self) -> None:
+        self.d["sim_reader"].remove()
+        self.say("SIM removed")
+
+    def _note(self, value: int) -> None:
+        ok = self.d["cash"].insert(value)
+        cur = self.ctx.catalog.currency
+        self.say(f"note {display(value, cur)} inserted" if ok else
+                 "note pushed back: the reader is not taking notes now")
+
+    def _ref(self) -> str | None:
+        return self.ctx.rt.state.txn.ref
+
+    def _qr_pay(self) -> None:
+        ref = self._ref()
+        ok = bool(ref) and self.d["wallet"].pay(ref)
+        self.say("wallet: paid" if ok else "wallet: no QR code to pay")
+
+    def _qr_decline(self) -> None:
+        ref = self._ref()
+        ok = bool(ref) and self.d["wallet"].decline(ref)
+        self.say("wallet: declined" if ok else "wallet: no QR code to decline")

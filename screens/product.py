@@ -1,0 +1,184 @@
+"""Product: tabs by kind (load, data, packs, keep my number), large tiles with price and
+what the customer gets; a RANGE product opens an amount keypad."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from kivy.metrics import dp
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.gridlayout import GridLayout
+from kivy.uix.modalview import ModalView
+
+from kiosk import events as ev
+from kiosk.catalog import Product, ProductKind, mask_number
+from kiosk.engine import State
+from kiosk.i18n import N_
+from kiosk.money import exponent
+
+from . import theme
+from .base import KioskScreen
+from .widgets import KButton, Keypad, Panel, Tile, label
+
+TABS = (
+    (ProductKind.AIRTIME, N_("Load")),
+    (ProductKind.DATA, N_("Data")),
+    (ProductKind.BUNDLE, N_("Monthly & quarterly")),
+    (ProductKind.VALIDITY, N_("Keep my number")),
+)
+
+
+class ProductScreen(KioskScreen):
+    def build(self) -> None:
+        self.kind = ProductKind.AIRTIME
+        self.for_number = label("", theme.FS_BODY, theme.MUTED)
+        self.root.add_widget(self.for_number)
+        self.tabs = BoxLayout(size_hint_y=None, height=dp(80), spacing=dp(12))
+        self.root.add_widget(self.tabs)
+        self.grid = GridLayout(cols=3, spacing=dp(16), row_force_default=True)
+        self.root.add_widget(self.grid)
+        self._operator = ""
+
+    def today(self) -> date:
+        return date.today()
+
+    def offers(self) -> list[Product]:
+        return self.ctx.catalog.offers(self.ctx.rt.state.txn.operator, self.today())
+
+    def reset(self) -> None:
+        self.kind = ProductKind.AIRTIME
+
+    def on_pre_enter(self, *args: Any) -> None:
+        # Another number (maybe another network) starts on the first tab.
+        op = self.ctx.rt.state.txn.msisdn
+        if op != self._operator:
+            self._operator = op
+            self.kind = ProductKind.AIRTIME
+
+    def update(self, s: State) -> None:
+        super().update(s)
+        _ = self._
+        self.title.text = _("What would you like to buy?")
+        op = self.ctx.catalog.operator(s.txn.operator).name if s.txn.operator else ""
+        self.for_number.text = _("For {number} ({network})").format(
+            number=mask_number(s.txn.msisdn), network=op)
+        offers = self.offers()
+        kinds = [k for k, _t in TABS if any(p.kind is k for p in offers)]
+        if self.kind not in kinds and kinds:
+            self.kind = kinds[0]
+        self.tabs.clear_widgets()
+        for k, text in TABS:
+            if k in kinds:
+                self.tabs.add_widget(KButton(
+                    text=_(text), style="primary" if k is self.kind else "neutral",
+                    action=f"tab_{k.value}", height=dp(80),
+                    on_press=lambda k=k: self._tab(k)))
+        self.grid.clear_widgets()
+        self.grid.row_default_height = dp(118) if self.kind is ProductKind.AIRTIME else dp(236)
+        for p in offers:
+            if p.kind is not self.kind:
+                continue
+            if p.is_range:
+                self.grid.add_widget(self._range_tile(p))
+            else:
+                for amount in p.amounts:
+                    self.grid.add_widget(self._tile(p, amount))
+        self.back_cancel()
+
+    def _tab(self, kind: ProductKind) -> None:
+        self.kind = kind
+        self.ctx.rt.touched()
+        self.update(self.ctx.rt.state)
+
+    def _choose(self, p: Product, amount: int) -> None:
+        self.ctx.post(ev.ChooseProduct(p.id, amount, self.today()))
+
+    def _tile(self, p: Product, amount: int) -> Tile:
+        _ = self._
+        lang = self.ctx.tr.lang
+        tile = Tile(on_press=lambda: self._choose(p, amount), action=f"product_{p.id}_{amount}",
+                    padding=(dp(10), dp(6)), spacing=dp(2))
+        if p.kind is ProductKind.AIRTIME:
+            tile.add_widget(label(self.ctx.money(amount), theme.FS_TITLE * 1.1, bold=True))
+            tile.add_widget(label(p.label(lang), theme.FS_SMALL, theme.MUTED))
+        else:
+            tile.add_widget(label(p.label(lang), theme.FS_BODY, bold=True))
+            if p.validity_days:
+                tile.add_widget(label(_("{n} days").format(n=p.validity_days), theme.FS_BODY))
+            if p.text(lang):
+                tile.add_widget(label(p.text(lang), theme.FS_SMALL, theme.MUTED))
+            tile.add_widget(label(self.ctx.money(amount), theme.FS_TITLE, theme.PRIMARY,
+                                  bold=True))
+        if p.promo:
+            until = p.promo_until.strftime("%d %b %Y") if p.promo_until else ""
+            text = p.promo + (" · " + _("until {date}").format(date=until) if until else "")
+            tile.add_widget(label(text, theme.FS_SMALL, theme.PROMO, bold=True))
+        return tile
+
+    def _range_tile(self, p: Product) -> Tile:
+        _ = self._
+        tile = Tile(on_press=lambda: self._ask_amount(p), action=f"product_{p.id}",
+                    padding=(dp(10), dp(6)), spacing=dp(2))
+        tile.add_widget(label(p.label(self.ctx.tr.lang), theme.FS_BODY, bold=True))
+        tile.add_widget(label(_("Choose the amount"), theme.FS_BODY, theme.PRIMARY, bold=True))
+        assert p.range_min is not None and p.range_max is not None
+        tile.add_widget(label(f"{self.ctx.money(p.range_min)} – {self.ctx.money(p.range_max)}",
+                              theme.FS_SMALL, theme.MUTED))
+        return tile
+
+    def _ask_amount(self, p: Product) -> None:
+        AmountDialog(self, p).open()
+
+
+class AmountDialog(ModalView):
+    """Whole units only: the customer types 75 for ₱75.00."""
+
+    def __init__(self, screen: ProductScreen, p: Product) -> None:
+        super().__init__(size_hint=(0.6, 0.92), auto_dismiss=False,
+                         background_color=(0, 0, 0, 0.55))
+        self.screen, self.p, self.digits = screen, p, ""
+        _ = screen._
+        cur = p.currency
+        self.unit = 10 ** exponent(cur)
+        box = Panel(orientation="vertical", padding=dp(24), spacing=dp(12))
+        assert p.range_min is not None and p.range_max is not None
+        box.add_widget(label(_("Type the amount"), theme.FS_TITLE, bold=True))
+        box.add_widget(label(_("From {lo} to {hi}").format(
+            lo=screen.ctx.money(p.range_min), hi=screen.ctx.money(p.range_max)),
+            theme.FS_BODY, theme.MUTED))
+        self.display = label("", theme.FS_HUGE, bold=True)
+        box.add_widget(self.display)
+        box.add_widget(Keypad(self._key))
+        row = BoxLayout(size_hint_y=None, height=theme.TOUCH, spacing=dp(16))
+        row.add_widget(KButton(text=_("✕ Cancel"), style="danger", action="amount_cancel",
+                               on_press=self.dismiss))
+        self.ok = KButton(text=_("OK ▶"), style="primary", action="amount_ok",
+                          on_press=self._ok)
+        row.add_widget(self.ok)
+        box.add_widget(row)
+        self.add_widget(box)
+        self._show()
+
+    def _key(self, key: str) -> None:
+        if key == "del":
+            self.digits = self.digits[:-1]
+        elif key == "clear":
+            self.digits = ""
+        elif len(self.digits) < 6 and (self.digits or key != "0"):
+            self.digits += key
+        self.screen.ctx.rt.touched()
+        self._show()
+
+    def amount(self) -> int:
+        return int(self.digits or "0") * self.unit
+
+    def _show(self) -> None:
+        self.display.text = self.screen.ctx.money(self.amount())
+        ok = self.p.accepts(self.amount())
+        self.ok.disabled = not ok
+        self.ok.opacity = 1 if ok else 0.4
+
+    def _ok(self) -> None:
+        self.dismiss()
+        self.screen._choose(self.p, self.amount())

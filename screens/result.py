@@ -1,0 +1,184 @@
+"""Processing, result (what happened to the money, in plain words) and the receipt."""
+
+from __future__ import annotations
+
+from kivy.animation import Animation
+from kivy.metrics import dp, sp
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.scrollview import ScrollView
+
+from kiosk import events as ev
+from kiosk.catalog import mask_number
+from kiosk.engine import Outcome, State
+from kiosk.vouchers import pretty
+
+from . import theme
+from .base import KioskScreen
+from .widgets import KButton, Panel, QrCode, label
+
+
+class ProcessingScreen(KioskScreen):
+    def build(self) -> None:
+        self.root.add_widget(BoxLayout())
+        self.what = label("", theme.FS_TITLE)
+        self.dots = label("● ● ●", theme.FS_HUGE, theme.PRIMARY)
+        self.wait = label("", theme.FS_BODY, theme.MUTED)
+        for w in (self.what, self.dots, self.wait):
+            self.root.add_widget(w)
+        self.root.add_widget(BoxLayout())
+        self._anim = Animation(opacity=0.2, duration=0.6) + Animation(opacity=1, duration=0.6)
+        self._anim.repeat = True
+
+    def on_enter(self, *args: object) -> None:
+        self._anim.start(self.dots)
+
+    def on_leave(self, *args: object) -> None:
+        self._anim.cancel(self.dots)
+        self.dots.opacity = 1
+
+    def update(self, s: State) -> None:
+        super().update(s)
+        _ = self._
+        self.title.text = _("Topping up, please wait")
+        p = self.ctx.catalog.product(s.txn.product_id) if s.txn.product_id else None
+        self.what.text = _("{product} for {number}").format(
+            product=p.label(self.ctx.tr.lang) if p else "", number=mask_number(s.txn.msisdn))
+        if s.txn.unknown_queries:
+            self.wait.text = _("The network is slow to answer. We are checking; "
+                               "your money is safe. Please do not leave.")
+        else:
+            self.wait.text = _("Your payment was received. Please do not leave.")
+        self.set_footer([])
+
+
+class ResultScreen(KioskScreen):
+    def build(self) -> None:
+        self.headline = label("", theme.FS_HUGE * 0.85, bold=True)
+        self.root.add_widget(self.headline)
+        self.details = label("", theme.FS_BODY)
+        self.root.add_widget(self.details)
+        self.voucher_box = Panel(orientation="vertical", padding=dp(16), spacing=dp(6),
+                                 size_hint_y=None, height=dp(170), bg=list(theme.WARN_BG))
+        self.voucher_title = label("", theme.FS_BODY, theme.WARN_TEXT, bold=True)
+        self.voucher_code = label("", theme.FS_HUGE * 0.8, theme.WARN_TEXT, bold=True)
+        self.voucher_hint = label("", theme.FS_SMALL, theme.WARN_TEXT)
+        for w in (self.voucher_title, self.voucher_code, self.voucher_hint):
+            self.voucher_box.add_widget(w)
+        self.root.add_widget(self.voucher_box)
+        self.take = label("", theme.FS_TITLE, theme.TEXT, bold=True)
+        self.root.add_widget(self.take)
+        self.root.add_widget(BoxLayout())
+
+    def update(self, s: State) -> None:
+        super().update(s)
+        _ = self._
+        t = s.txn
+        money = self.ctx.money
+        number = mask_number(t.msisdn)
+        p = self.ctx.catalog.product(t.product_id) if t.product_id else None
+        product = p.label(self.ctx.tr.lang) if p else ""
+        self.title.text = ""
+        reason = self.ctx.tr.notice(t.failure) if t.failure not in ("", "change") else ""
+        if t.outcome is Outcome.SUCCESS:
+            self.headline.text = "✓ " + _("Done! Your top-up was sent")
+            self.headline.color = theme.SUCCESS
+            self.details.text = _("{product} {amount} to {number}.").format(
+                product=product, amount=money(t.amount), number=number)
+            if t.operator_ref:
+                self.details.text += "\n" + _("Operator reference: {ref}").format(
+                    ref=t.operator_ref)
+        elif t.outcome is Outcome.PENDING:
+            self.headline.text = _("Your top-up is being processed")
+            self.headline.color = theme.WARN_TEXT
+            self.details.text = _("The network has not confirmed it yet. It usually arrives "
+                                  "within minutes. Keep your receipt: reference {ref}.").format(
+                ref=t.ref)
+        elif t.outcome is Outcome.FAILED_REFUNDED or (
+                t.outcome is Outcome.CANCELLED and t.refunded):
+            self.headline.text = _("Your number was not topped up")
+            self.headline.color = theme.DANGER
+            self.details.text = (reason + "\n" if reason else "") + _(
+                "Your card payment of {amount} was reversed: nothing was charged.").format(
+                amount=money(t.refunded))
+        elif t.outcome is Outcome.CANCELLED:
+            self.headline.text = _("Cancelled")
+            self.headline.color = theme.TEXT
+            self.details.text = _("Your number was not topped up.")
+        else:
+            self.headline.text = _("Your number was not topped up")
+            self.headline.color = theme.DANGER
+            self.details.text = (reason + "\n" if reason else "") + _(
+                "Your money is safe: it is kept for you as a voucher.")
+        if t.voucher_code:
+            self.voucher_box.opacity = 1
+            amount = t.voucher or (t.paid - t.credited)
+            if t.voucher_held:
+                self.voucher_title.text = _("Voucher {amount}, valid only if this top-up "
+                                            "fails").format(amount=money(amount))
+            elif t.credited:
+                self.voucher_title.text = _("Your change: a voucher for {amount}").format(
+                    amount=money(amount))
+            else:
+                self.voucher_title.text = _("Your voucher for {amount}").format(
+                    amount=money(amount))
+            self.voucher_code.text = pretty(t.voucher_code)
+            self.voucher_hint.text = _(
+                "Use it to pay at any of our kiosks. Help: {support}").format(
+                support=self.ctx.settings.support)
+        else:
+            self.voucher_box.opacity = 0
+            self.voucher_title.text = self.voucher_code.text = self.voucher_hint.text = ""
+        take = []
+        if t.paid:
+            if s.receipt_printed is False:
+                take.append(_("The printer is not working: tap “Show receipt” and take "
+                              "a photo of it."))
+            else:
+                take.append(_("Please take your receipt."))
+        if s.sim_present:
+            take.append(_("Do not forget your SIM card!"))
+        self.take.text = "\n".join(take)
+        buttons = []
+        if t.paid and t.ref:
+            buttons.append((_("Show receipt"), "neutral", "show_receipt",
+                            lambda: self.ctx.post(ev.ShowReceipt())))
+        buttons.append((_("Finish"), "primary", "finish", lambda: self.ctx.post(ev.Done())))
+        self.set_footer(buttons)
+
+
+class ReceiptScreen(KioskScreen):
+    def build(self) -> None:
+        body = BoxLayout(spacing=dp(24))
+        paper = Panel(orientation="vertical", padding=dp(14), size_hint_x=0.58)
+        scroll = ScrollView(do_scroll_x=False, bar_width=dp(8))
+        self.lines = label("", sp(18), halign="left")
+        scroll.add_widget(self.lines)
+        paper.add_widget(scroll)
+        body.add_widget(paper)
+        right = BoxLayout(orientation="vertical", spacing=dp(12))
+        self.qr = QrCode()
+        self.qr_caption = label("", theme.FS_SMALL, theme.MUTED)
+        self.printed = label("", theme.FS_BODY, bold=True)
+        right.add_widget(self.qr)
+        right.add_widget(self.qr_caption)
+        right.add_widget(self.printed)
+        body.add_widget(right)
+        self.root.add_widget(body)
+
+    def update(self, s: State) -> None:
+        super().update(s)
+        _ = self._
+        self.title.text = _("Your receipt")
+        r = self.ctx.rt.receipt
+        self.lines.text = "\n".join(r.lines) if r else _("Preparing your receipt…")
+        self.qr.set(r.qr if r else "")
+        self.qr_caption.text = _("Scan to keep this receipt or check the top-up later.")
+        if s.receipt_printed:
+            self.printed.text = _("A printed copy is in the slot below the screen.")
+        elif s.receipt_printed is False:
+            self.printed.text = _("The printer is not working. Please take a photo of "
+                                  "this screen.")
+        else:
+            self.printed.text = _("Printing…")
+        self.set_footer([(_("◀ Back"), "neutral", "back", lambda: self.ctx.post(ev.Back())),
+                         (_("Finish"), "primary", "finish", lambda: self.ctx.post(ev.Done()))])

@@ -1,0 +1,163 @@
+"""A real kiosk window for the UI tests: SDL's offscreen driver renders real pixels with
+Mesa (no display needed); one window per test session, driven by touches.
+
+Every test gets the kiosk back on the attract screen with every simulated device in its
+default mood; screenshots go to tests/_artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import pytest_asyncio
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "_artifacts" / "screenshots"
+_STATE = Path(tempfile.mkdtemp(prefix="kiosk-ui-"))
+
+# Kivy reads its environment once, at import: set it before anything imports kivy.
+os.environ["KIVY_NO_ARGS"] = "1"
+os.environ["KIVY_HOME"] = str(_STATE / "kivy")
+os.environ["KIVY_LOG_MODE"] = "PYTHON"
+os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
+os.environ["KIVY_METRICS_DENSITY"] = "1"
+
+FAST = 0.05    # simulated device latency in the tests (seconds)
+
+
+class Kiosk:
+    """Drives the real window as a customer (touches) and as the demo panel's user."""
+
+    def __init__(self, app: Any, rt: Any) -> None:
+        self.app, self.rt = app, rt
+        self.shots: list[Path] = []
+
+    @property
+    def phase(self) -> str:
+        return self.rt.state.phase.value
+
+    def widget(self, action: str) -> Any:
+        from kivy.core.window import Window
+        for root in Window.children:          # modal dialogs sit above the app's root
+            for w in root.walk():
+                if getattr(w, "action", None) == action and w.get_root_window() is not None:
+                    return w
+        return None
+
+    async def tap(self, action: str) -> None:
+        from kivy.tests.common import UnitTestTouch
+        w = await self.wait_for(lambda: self.widget(action), f"a button '{action}'")
+        assert not w.disabled, f"button '{action}' is disabled"
+        await self.frames(1)
+        touch = UnitTestTouch(*w.to_window(*w.center))
+        touch.touch_down()
+        touch.touch_up()
+        await self.frames(1)
+
+    async def type_digits(self, digits: str) -> None:
+        for d in digits:
+            await self.tap(f"key_{d}")
+
+    async def frames(self, n: int = 2) -> None:
+        from kivy.clock import Clock
+        target = Clock.frames_displayed + n
+        deadline = time.monotonic() + 5
+        while Clock.frames_displayed < target and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def wait_for(self, pred: Callable[[], Any], what: str, timeout: float = 8.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = pred()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what} "
+                                     f"(phase {self.phase}, notice {self.rt.state.notice!r})")
+            await asyncio.sleep(0.02)
+
+    async def wait_phase(self, phase: str, timeout: float = 8.0) -> None:
+        await self.wait_for(lambda: self.phase == phase, f"phase {phase}", timeout)
+
+    async def shot(self, name: str) -> Path:
+        from kivy.core.window import Window
+        await self.frames(3)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        # Window.screenshot appends a counter to the name: render to a temporary name.
+        made = Window.screenshot(name=str(ARTIFACTS / f"{name}_.png"))
+        Path(made).replace(path)
+        self.shots.append(path)
+        return path
+
+    def texts(self) -> str:
+        """Every text on screen (the current screen, the top bar and any dialog)."""
+        from kivy.core.window import Window
+        out = []
+        for root in Window.children:
+            for w in root.walk():
+                if getattr(w, "text", None) and w.get_root_window() is not None:
+                    out.append(w.text)
+        return "\n".join(out)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def kiosk_session() -> Any:
+    from kiosk import config
+    settings = config.load(data_dir=_STATE / "var")
+    settings = replace(settings, query_interval_s=0.05, backend_timeout_s=2)
+    from screens.window import configure
+    configure(settings, windowed=True)
+    from kivy.clock import Clock
+
+    from kiosk.runtime import Runtime
+    from screens.app import KioskApp
+
+    rt = Runtime(settings)
+    for name in ("sim_reader", "cash", "card", "printer", "backend", "wallet"):
+        rt.devices[name].delay_s = FAST
+    rt.devices["backend"].timeout_s = 0.3
+    await rt.start()
+    app = KioskApp(rt)
+    task = asyncio.ensure_future(app.async_run(async_lib="asyncio"))
+    deadline = time.monotonic() + 20
+    while Clock.frames_displayed < 2:
+        assert time.monotonic() < deadline, "the kiosk window never drew a frame"
+        assert not task.done(), f"the app stopped: {task.exception() if task.done() else ''}"
+        await asyncio.sleep(0.02)
+    yield Kiosk(app, rt)
+    app.stop()
+    await asyncio.wait_for(task, 10)
+    await rt.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def kiosk(kiosk_session: Kiosk) -> Any:
+    k = kiosk_session
+    rt = k.rt
+    d = rt.devices
+    d["backend"].mode = "succeed"
+    d["card"].next_outcome = "approve"
+    d["printer"].paper_state = "ok"
+    if d["sim_reader"].card:
+        d["sim_reader"].remove()
+    settings = rt.settings
+    yield k
+    # Back to the attract screen for the next test, whatever this one left behind.
+    rt.settings = settings
+    if rt.state.phase.value not in ("idle",):
+        from kiosk import events as ev
+        for e in (ev.Done(), ev.Cancel()):
+            rt.post(e)
+        try:
+            await k.wait_phase("idle", 10)
+        except AssertionError:
+            pass
+    rt.warning_until = None
+    await k.frames(2)

@@ -1,0 +1,285 @@
+"""The customer's flows through the real window, by touches, with a screenshot per screen."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from kiosk import luhn
+from kiosk.backend.simulated import DEMO_SIMS, UNKNOWN_SIM
+from kiosk.i18n import load
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+NUMBER = "09171234567"
+
+
+async def to_products(k, number: str = NUMBER, shots: str = "") -> None:
+    await k.wait_phase("idle")
+    await k.tap("start")
+    await k.wait_phase("identify")
+    await k.type_digits(number)
+    if shots:
+        await k.shot(f"{shots}-02-identify")
+    await k.tap("number_ok")
+    await k.wait_phase("confirm_number")
+    assert "0917 123 4567" in k.texts()          # read back whole, grouped
+    if shots:
+        await k.shot(f"{shots}-03-confirm")
+    await k.tap("number_yes")
+    await k.wait_phase("choose_product")
+
+
+async def test_cash_topup_with_change_voucher(kiosk):
+    k = kiosk
+    acceptor, printer = k.rt.devices["cash"], k.rt.devices["printer"]
+    stacked_before, printed_before = sum(acceptor.record.stacked), len(printer.printed)
+    await k.shot("cash-01-attract")
+    await to_products(k, shots="cash")
+    await k.shot("cash-04-products")
+    await k.tap("product_luzon-load_5000")
+    await k.wait_phase("choose_payment")
+    await k.shot("cash-05-payment")
+    await k.tap("pay_cash")
+    await k.wait_for(lambda: k.rt.state.txn.ref, "a reference")
+    await k.shot("cash-06-insert")
+    ref = k.rt.state.txn.ref
+
+    # A 100 note is more than the 50 still to pay: returned at escrow, never credited.
+    await k.tap("demo_note_10000")
+    await k.wait_for(lambda: acceptor.record.returned[-1:] == [10000], "the 100 note returned")
+    await k.wait_for(lambda: k.rt.state.notice == "note.too_large", "the notice")
+    assert "more than you still need to pay" in k.texts()
+    await k.shot("cash-07-note-returned")
+    assert k.rt.state.txn.paid == 0
+
+    for expected_paid in (2000, 4000):
+        await k.tap("demo_note_2000")
+        await k.wait_for(lambda: k.rt.state.txn.paid == expected_paid, f"paid {expected_paid}")
+    assert "₱10.00" in k.texts()                         # still to pay
+    await k.shot("cash-08-partly-paid")
+    await k.tap("demo_note_2000")                        # 60 for 50: change 10 as voucher
+    await k.wait_phase("result")
+    await k.wait_for(lambda: k.rt.state.receipt_printed, "the receipt printed")
+    await k.shot("cash-09-result")
+    t = k.rt.state.txn
+    assert (t.outcome.value, t.paid, t.credited, t.voucher) == ("success", 6000, 5000, 1000)
+    assert luhn.valid(t.voucher_code) and len(t.voucher_code) == 16
+    assert "Done! Your top-up was sent" in k.texts()
+
+    row = k.rt.journal.transaction(ref)
+    assert (row.status, row.outcome, row.paid, row.credited, row.voucher) == (
+        "closed", "success", 6000, 5000, 1000)
+    assert sum(acceptor.record.stacked) - stacked_before == row.paid
+    assert k.rt.devices["backend"].ledger[ref] == 5000
+    lines, qr = printer.printed[-1]
+    assert len(printer.printed) == printed_before + 1
+    text = "\n".join(lines)
+    assert ref in text and "0917***4567" in text and NUMBER not in text
+
+    await k.tap("show_receipt")
+    await k.wait_phase("receipt")
+    await k.shot("cash-10-receipt")
+    await k.tap("finish")
+    await k.wait_phase("idle")
+
+
+async def test_qr_topup_identified_by_sim(kiosk):
+    k = kiosk
+    iccid, msisdn = next(iter(DEMO_SIMS.items()))
+    wallet = k.rt.devices["wallet"]
+    await k.wait_phase("idle")
+    await k.tap("demo_sim_0")                     # the customer inserts the SIM
+    await k.wait_phase("confirm_number")
+    assert msisdn not in k.texts() and "0917•••4567" in k.texts()
+    await k.shot("qr-01-confirm-sim")
+    await k.tap("number_yes")
+    await k.wait_phase("choose_product")
+    await k.tap("tab_data")
+    await k.shot("qr-02-data-packs")
+    await k.tap("product_luzon-data-7d_9900")
+    await k.wait_phase("choose_payment")
+    await k.tap("pay_qr")
+    await k.wait_for(lambda: k.rt.state.qr_payload, "the QR code")
+    ref = k.rt.state.txn.ref
+    assert ref in k.rt.state.qr_payload
+    qr = k.app.screens["qr"].qr
+    assert qr.matrix and len(qr.matrix) >= 25 + 8
+    await k.shot("qr-03-scan")
+    await k.tap("demo_qr_pay")                    # the customer pays on the phone
+    await k.wait_phase("result")
+    await k.shot("qr-04-result")
+    assert wallet.ledger[ref] == 9900
+    row = k.rt.journal.transaction(ref)
+    assert (row.outcome, row.paid, row.credited) == ("success", 9900, 9900)
+    assert "Do not forget your SIM card!" in k.texts()
+    await k.tap("demo_sim_remove")
+    await k.tap("finish")
+    await k.wait_phase("idle")
+
+
+async def test_failed_topup_ends_in_voucher(kiosk):
+    k = kiosk
+    await to_products(k)
+    await k.tap("demo_backend_fail")              # the operator will refuse the top-up
+    await k.tap("product_luzon-load_2000")
+    await k.tap("pay_cash")
+    await k.wait_for(lambda: k.rt.state.txn.ref, "a reference")
+    ref = k.rt.state.txn.ref
+    await k.tap("demo_note_2000")
+    await k.wait_phase("result")
+    await k.wait_for(lambda: k.rt.state.receipt_printed, "the receipt printed")
+    await k.shot("fail-01-voucher")
+    t = k.rt.state.txn
+    assert (t.outcome.value, t.paid, t.credited, t.voucher) == ("failed_voucher", 2000, 0, 2000)
+    text = k.texts()
+    assert "Your number was not topped up" in text and "voucher" in text
+    assert " ".join(t.voucher_code[i:i + 4] for i in range(0, 16, 4)) in text
+    assert ref not in k.rt.devices["backend"].ledger
+    [voucher] = k.rt.journal.vouchers(ref)
+    assert (voucher["amount"], voucher["status"]) == (2000, "active")
+    await k.tap("finish")
+    await k.wait_phase("idle")
+
+
+async def test_backend_timeout_is_resolved_by_lookup_not_failed(kiosk):
+    k = kiosk
+    await to_products(k)
+    await k.tap("demo_backend_timeout")           # credited, but the reply is lost
+    await k.tap("product_luzon-load_2000")
+    await k.tap("pay_cash")
+    await k.wait_for(lambda: k.rt.state.txn.ref, "a reference")
+    ref = k.rt.state.txn.ref
+    await k.tap("demo_note_2000")
+    await k.wait_phase("result")
+    t = k.rt.state.txn
+    assert (t.outcome.value, t.credited, t.voucher) == ("success", 2000, 0)
+    assert k.rt.devices["backend"].ledger[ref] == 2000
+    kinds = [e.kind for e in k.rt.journal.events(ref)]
+    assert "TopUpUnknown" in kinds and "QueryTopUp" in kinds and kinds.count("TopUp") == 1
+    await k.tap("finish")
+
+
+async def test_customer_walks_away(kiosk):
+    k = kiosk
+    rt = k.rt
+    rt.settings = replace(rt.settings, ui=replace(rt.settings.ui, idle_timeout_s=1,
+                                                  answer_timeout_s=2))
+    await k.tap("start")
+    await k.wait_phase("identify")
+    await k.type_digits("0917")
+    await k.wait_for(lambda: k.widget("more_time"), "the 'Need more time?' question", 5)
+    assert "Need more time?" in k.texts()
+    await k.shot("timeout-01-need-more-time")
+    await k.tap("more_time")                      # one touch keeps the visit
+    assert rt.warning_until is None and k.phase == "identify"
+    await k.wait_for(lambda: k.widget("more_time"), "the question again", 5)
+    await k.wait_phase("idle", 6)                 # no answer: back to the start
+    assert k.widget("more_time") is None
+    await k.shot("timeout-02-back-to-start")
+
+
+async def test_walk_away_after_paying_part_gives_a_voucher(kiosk):
+    k = kiosk
+    rt = k.rt
+    await to_products(k)
+    await k.tap("product_luzon-load_5000")
+    await k.tap("pay_cash")
+    await k.wait_for(lambda: rt.state.txn.ref, "a reference")
+    ref = rt.state.txn.ref
+    await k.tap("demo_note_2000")
+    await k.wait_for(lambda: rt.state.txn.paid == 2000, "the note credited")
+    rt.settings = replace(rt.settings, ui=replace(rt.settings.ui, idle_timeout_s=1,
+                                                  answer_timeout_s=1))
+    await k.wait_for(lambda: k.widget("more_time"), "the question", 5)
+    assert "kept for you as a voucher" in k.texts()
+    await k.shot("timeout-03-money-inserted")
+    await k.wait_phase("result", 6)
+    row = rt.journal.transaction(ref)
+    assert (row.outcome, row.paid, row.voucher) == ("cancelled", 2000, 2000)
+    await k.shot("timeout-04-voucher")
+
+
+async def test_cancel_with_money_inserted_explains_and_gives_voucher(kiosk):
+    k = kiosk
+    await to_products(k)
+    await k.tap("product_luzon-load_5000")
+    await k.tap("pay_cash")
+    await k.wait_for(lambda: k.rt.state.txn.ref, "a reference")
+    await k.tap("demo_note_2000")
+    await k.wait_for(lambda: k.rt.state.txn.paid == 2000, "the note credited")
+    await k.tap("cancel")
+    await k.wait_for(lambda: k.widget("confirm_cancel"), "the cancel question")
+    assert "Notes cannot be given back once accepted" in k.texts()
+    await k.shot("cancel-01-explained")
+    await k.tap("keep_paying")
+    assert k.phase == "pay_cash"
+    await k.tap("cancel")
+    await k.tap("confirm_cancel")
+    await k.wait_phase("result")
+    t = k.rt.state.txn
+    assert (t.outcome.value, t.paid, t.voucher) == ("cancelled", 2000, 2000)
+    await k.shot("cancel-02-voucher")
+
+
+async def test_wrong_numbers_are_explained(kiosk):
+    k = kiosk
+    await k.tap("start")
+    await k.type_digits("0917123")
+    await k.tap("number_ok")
+    await k.wait_for(lambda: k.rt.state.notice == "number.too_short", "too short")
+    assert "too short" in k.texts()
+    await k.shot("number-01-too-short")
+    await k.tap("key_clear")
+    await k.type_digits("01112345678")
+    await k.tap("number_ok")
+    await k.wait_for(lambda: k.rt.state.notice == "number.unknown_prefix", "unknown prefix")
+    assert k.phase == "identify"
+    await k.shot("number-02-unknown-prefix")
+    await k.tap("demo_sim_unknown")              # a SIM the operator does not know
+    await k.wait_for(lambda: k.rt.state.notice == "sim.unknown", "unknown SIM")
+    assert UNKNOWN_SIM not in k.texts()
+    await k.tap("demo_sim_remove")
+
+
+async def test_language_switch_keeps_the_place(kiosk):
+    k = kiosk
+    zh = load("zh_CN")
+    await to_products(k)
+    await k.tap("lang_zh_CN")
+    assert k.phase == "choose_product"
+    text = k.texts()
+    assert zh.gettext("What would you like to buy?") in text
+    assert zh.gettext("What would you like to buy?") != "What would you like to buy?"
+    await k.shot("lang-01-products-zh")
+    await k.tap("product_luzon-load_2000")
+    await k.wait_phase("choose_payment")
+    await k.shot("lang-02-payment-zh")
+    await k.tap("cancel")
+    await k.wait_phase("idle")
+    assert k.app.tr.lang == "en"                  # the next customer starts in English
+
+
+async def test_card_payment_declined_then_reversed_on_failure(kiosk):
+    k = kiosk
+    card = k.rt.devices["card"]
+    await to_products(k)
+    await k.tap("tab_validity")
+    await k.tap("product_luzon-keep_1500")
+    await k.tap("demo_card_decline")
+    await k.tap("pay_card")
+    await k.wait_for(lambda: k.rt.state.notice == "card.declined", "the decline")
+    assert k.phase == "choose_payment"
+    await k.shot("card-01-declined")
+    await k.tap("demo_card_approve")
+    await k.tap("demo_backend_fail")
+    await k.tap("pay_card")
+    await k.wait_for(lambda: k.rt.state.txn.ref, "a reference")
+    ref = k.rt.state.txn.ref
+    await k.wait_phase("result")
+    await k.shot("card-02-reversed")
+    t = k.rt.state.txn
+    assert (t.outcome.value, t.paid, t.refunded) == ("failed_refunded", 1500, 1500)
+    assert card.ledger.reversed == {**card.ledger.reversed, ref: 1500}
+    assert "reversed" in k.texts()
