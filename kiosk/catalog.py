@@ -128,7 +128,7 @@ class Catalog:
         national = self.national(raw)
         if not national:
             return NumberCheck(national, error=NumberError.EMPTY)
-        if not national.isdigit():
+        if not (national.isascii() and national.isdigit()):
             return NumberCheck(national, error=NumberError.NOT_DIGITS)
         if (national.startswith(self.country_code)
                 and not national.startswith(self.trunk_prefix)):

@@ -166,7 +166,6 @@ class Settings:
 
 
 DEVICES = ("sim_reader", "cash", "card", "printer", "backend", "wallet")
-LANGUAGES = ("en", "zh_CN")
 
 
 def load(path: str | Path | None = None, *, data_dir: str | Path | None = None) -> Settings:
@@ -199,9 +198,11 @@ def load(path: str | Path | None = None, *, data_dir: str | Path | None = None) 
         result_timeout_s=u.get("result_timeout_s", int, 30, lo=5, hi=600),
         cjk_font=u.get("cjk_font", str, UiSettings.cjk_font),
     )
+    from .i18n import available_languages
+    have = available_languages()
     for lang in ui.languages:
-        if lang not in LANGUAGES:
-            raise u.error("languages", f"no translation for {lang!r} (have {', '.join(LANGUAGES)})")
+        if lang not in have:
+            raise u.error("languages", f"no translation for {lang!r} (have {', '.join(have)})")
     if ui.default_language not in ui.languages:
         raise u.error("default_language", f"{ui.default_language!r} is not in ui.languages")
     u.done()
@@ -271,7 +272,7 @@ def load_catalog(file: Path) -> Catalog:
     currency = root.get("currency", str, choices=tuple(CURRENCIES))
     cc = root.get("country_code", str)
     trunk = root.get("trunk_prefix", str, "0")
-    if not cc.isdigit():
+    if not (cc.isascii() and cc.isdigit()):
         raise root.error("country_code", f"must be digits, got {_show(cc)}")
 
     ops_raw = root.get("operators", list)
@@ -283,7 +284,7 @@ def load_catalog(file: Path) -> Catalog:
             prefixes=tuple(t.str_list("prefixes")),
             length=t.get("length", int, lo=6, hi=15),
             has_balance_inquiry=t.get("balance_inquiry", bool, False))
-        if not op.prefixes or any(not p.isdigit() for p in op.prefixes):
+        if not op.prefixes or any(not (p.isascii() and p.isdigit()) for p in op.prefixes):
             raise t.error("prefixes", "must be a non-empty list of digit strings")
         if any(len(p) >= op.length for p in op.prefixes):
             raise t.error("prefixes", f"a prefix is as long as the whole number ({op.length})")

@@ -9,13 +9,31 @@ sentences in NOTICES, then translated like any other string.
 from __future__ import annotations
 
 import ast
+import functools
 import gettext
 from pathlib import Path
 
 LOCALE_DIR = Path(__file__).resolve().parent.parent / "config" / "locales"
 DOMAIN = "kiosk"
 
-LANGUAGE_NAMES = {"en": "English", "zh_CN": "中文"}
+
+
+def available_languages(locale_dir: Path = LOCALE_DIR) -> tuple[str, ...]:
+    """English (the source language) and every language with a catalog in locale_dir."""
+    found = {p.parent.parent.name for p in locale_dir.glob(f"*/LC_MESSAGES/{DOMAIN}.[pm]o")}
+    return ("en", *sorted(found - {"en"}))
+
+
+@functools.lru_cache(maxsize=None)
+def language_name(lang: str, locale_dir: Path = LOCALE_DIR) -> str:
+    """The name on the language switch, from the catalog header `X-Language-Name`."""
+    if lang == "en":
+        return "English"
+    header = load(lang, locale_dir).gettext("")
+    for line in header.splitlines():
+        if line.startswith("X-Language-Name:"):
+            return line.split(":", 1)[1].strip()
+    return lang
 
 
 def N_(text: str) -> str:
@@ -66,6 +84,10 @@ class PoTranslations(gettext.NullTranslations):
     def gettext(self, message: str) -> str:
         return self.catalog.get(message) or message
 
+    def info(self) -> dict[str, str]:
+        return dict(line.split(": ", 1) for line in self.catalog.get("", "").splitlines()
+                    if ": " in line)
+
 
 def parse_po(text: str) -> dict[str, str]:
     """msgid/msgstr pairs of a .po file (multi-line strings joined; fuzzy entries skipped)."""
@@ -78,7 +100,7 @@ def parse_po(text: str) -> dict[str, str]:
     def flush() -> None:
         if msgid is not None and msgstr is not None and not fuzzy:
             key, val = "".join(msgid), "".join(msgstr)
-            if key and val:
+            if val:                      # the header is the translation of ""
                 out[key] = val
 
     for raw in text.splitlines():

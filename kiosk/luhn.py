@@ -14,4 +14,5 @@ def check_digit(payload: str) -> str:
 
 
 def valid(number: str) -> bool:
-    return len(number) >= 2 and number.isdigit() and check_digit(number[:-1]) == number[-1]
+    return (len(number) >= 2 and number.isascii() and number.isdigit()
+            and check_digit(number[:-1]) == number[-1])

@@ -58,8 +58,9 @@ def update_po(po: Path, found: dict[str, list[str]]) -> None:
     have = parse_po(text)
     head = [ln for ln in text.splitlines() if ln.startswith("# ")]
     lang = po.parent.parent.name
-    out = head + ['msgid ""', 'msgstr ""', '"Content-Type: text/plain; charset=UTF-8\\n"',
-                  f'"Language: {lang}\\n"', ""]
+    header = have.get("", "") or f"Content-Type: text/plain; charset=UTF-8\nLanguage: {lang}\n"
+    out = head + ['msgid ""', 'msgstr ""']
+    out += [_quote(line + "\n") for line in header.splitlines()] + [""]
     for msgid, places in sorted(found.items(), key=lambda kv: kv[1][0]):
         out.append("#: " + " ".join(places))
         out.append(f"msgid {_quote(msgid)}")
@@ -71,7 +72,7 @@ def update_po(po: Path, found: dict[str, list[str]]) -> None:
 def missing(lang: str, found: dict[str, list[str]]) -> list[str]:
     po = LOCALE_DIR / lang / "LC_MESSAGES" / "kiosk.po"
     have = parse_po(po.read_text(encoding="utf-8")) if po.exists() else {}
-    return [m for m in found if m not in have]
+    return [m for m in found if m not in have and m]
 
 
 def main(argv: list[str] | None = None) -> int:

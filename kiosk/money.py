@@ -6,6 +6,7 @@ formatted back with the currency's exponent.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ CURRENCIES: dict[str, tuple[int, int]] = {
     "JPY": (392, 0),
 }
 
-_DECIMAL = re.compile(r"^(?P<int>\d+)(?:\.(?P<frac>\d+))?$")
+_DECIMAL = re.compile(r"^(?P<int>[0-9]+)(?:\.(?P<frac>[0-9]+))?$")   # ASCII digits only
 
 
 class MoneyError(ValueError):
@@ -50,7 +51,8 @@ def parse_minor(text: str, currency: str) -> int:
     return int(m.group("int")) * 10**exp + int(frac.ljust(exp, "0") or "0")
 
 
-@dataclass(frozen=True, order=True)
+@functools.total_ordering
+@dataclass(frozen=True)
 class Money:
     minor: int
     currency: str
@@ -67,6 +69,10 @@ class Money:
     def _same(self, other: "Money") -> None:
         if not isinstance(other, Money) or other.currency != self.currency:
             raise MoneyError(f"cannot combine {self} with {other}")
+
+    def __lt__(self, other: "Money") -> bool:
+        self._same(other)
+        return self.minor < other.minor
 
     def __add__(self, other: "Money") -> "Money":
         self._same(other)

@@ -12,24 +12,29 @@ from zoneinfo import ZoneInfo
 
 from .catalog import Catalog, mask_number
 from .engine import Outcome, Txn
+from .i18n import N_
 from .money import fmt
 from .vouchers import pretty
 
 STATUS_TEXT = {
-    Outcome.SUCCESS: "SUCCESS",
-    Outcome.FAILED_VOUCHER: "NOT TOPPED UP - VOUCHER ISSUED",
-    Outcome.FAILED_REFUNDED: "NOT TOPPED UP - CARD PAYMENT REVERSED",
-    Outcome.CANCELLED: "CANCELLED",
-    Outcome.PENDING: "PENDING - KEEP THIS RECEIPT",
+    Outcome.SUCCESS: N_("SUCCESS"),
+    Outcome.FAILED_VOUCHER: N_("NOT TOPPED UP - VOUCHER ISSUED"),
+    Outcome.FAILED_REFUNDED: N_("NOT TOPPED UP - CARD PAYMENT REVERSED"),
+    Outcome.CANCELLED: N_("CANCELLED"),
+    Outcome.PENDING: N_("PENDING - KEEP THIS RECEIPT"),
 }
 
-METHOD_TEXT = {"cash": "Cash", "qr": "QR wallet", "card": "Bank card"}
+METHOD_TEXT = {"cash": N_("Cash"), "qr": N_("QR wallet"), "card": N_("Bank card")}
+
+# Facts whose value is itself one of the texts above, translated on screen.
+TRANSLATED_VALUES = ("Status", "Paid with")
 
 
 @dataclass(frozen=True)
 class Receipt:
-    lines: list[str]
-    qr: str            # what the receipt's QR code holds: the reference to check the status
+    facts: list[tuple[str, str]]     # (English label, value): the screen translates labels
+    lines: list[str]                 # the printed text
+    qr: str                          # what the receipt's QR code holds
 
 
 def build(txn: Txn, catalog: Catalog, *, kiosk_id: str, site: str, support: str,
@@ -41,34 +46,37 @@ def build(txn: Txn, catalog: Catalog, *, kiosk_id: str, site: str, support: str,
         product = catalog.product(txn.product_id).name
     except KeyError:
         product = txn.product_id
-    lines = [
-        "PREPAID TOP-UP",
-        f"Kiosk {kiosk_id}",
-        site,
-        when.strftime("%Y-%m-%d %H:%M:%S %Z (UTC%z)"),
-        "-" * 32,
-        f"Reference:  {txn.ref}",
-        f"Number:     {mask_number(txn.msisdn, '*')}",
-        f"Operator:   {op}",
-        f"Product:    {product}",
-        f"Price:      {fmt(txn.amount, cur)}",
-        f"Paid:       {fmt(txn.paid, cur)} ({METHOD_TEXT.get(txn.method, txn.method)})",
+    facts: list[tuple[str, str]] = [
+        (N_("Reference"), txn.ref or ""),
+        (N_("Date"), when.strftime("%Y-%m-%d %H:%M:%S %Z")),
+        (N_("Kiosk"), kiosk_id),
+        (N_("Number"), mask_number(txn.msisdn, "*")),
+        (N_("Operator"), op),
+        (N_("Product"), product),
+        (N_("Price"), fmt(txn.amount, cur)),
+        (N_("Paid"), fmt(txn.paid, cur)),
+        (N_("Paid with"), METHOD_TEXT.get(txn.method, txn.method)),
     ]
     if txn.payment_ref:
-        lines.append(f"Payment ref: {txn.payment_ref}")
-    lines.append(f"Credited:   {fmt(txn.credited, cur)}")
+        facts.append((N_("Payment ref."), txn.payment_ref))
+    facts.append((N_("Credited"), fmt(txn.credited, cur)))
     if txn.operator_ref:
-        lines.append(f"Operator ref: {txn.operator_ref}")
+        facts.append((N_("Operator ref."), txn.operator_ref))
     if txn.refunded:
-        lines.append(f"Reversed:   {fmt(txn.refunded, cur)}")
-    lines += ["-" * 32, f"STATUS: {STATUS_TEXT.get(txn.outcome, '')}" if txn.outcome else ""]
+        facts.append((N_("Reversed"), fmt(txn.refunded, cur)))
+    if txn.outcome:
+        facts.append((N_("Status"), STATUS_TEXT[txn.outcome]))
     if txn.voucher_code:
         amount = txn.voucher or (txn.paid - txn.credited)
-        lines += [
-            f"VOUCHER {fmt(amount, cur)}",
-            pretty(txn.voucher_code),
-            "Use it as payment at any of our kiosks." if not txn.voucher_held
-            else "Valid only if this top-up finally fails.",
-        ]
-    lines += ["-" * 32, f"Help: {support}", "Scan the code to check this top-up."]
-    return Receipt([ln for ln in lines if ln], qr=f"TOPUP:{txn.ref}")
+        facts.append((N_("Voucher"), pretty(txn.voucher_code)))
+        facts.append((N_("Voucher value"), fmt(amount, cur)))
+    facts.append((N_("Help"), support))
+
+    rule = "-" * 32
+    lines = ["PREPAID TOP-UP", site, when.strftime("UTC%z"), rule]
+    lines += [f"{label}: {value}" for label, value in facts if value]
+    if txn.voucher_code:
+        lines.append("Use the voucher as payment at any of our kiosks." if not txn.voucher_held
+                     else "The voucher is valid only if this top-up finally fails.")
+    lines += [rule, "Scan the code to check this top-up."]
+    return Receipt(facts, lines, qr=f"TOPUP:{txn.ref}")

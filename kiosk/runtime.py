@@ -68,8 +68,16 @@ class Session:
     def _ref_of(self, rec: ev.Record) -> str | None:
         return getattr(rec, "ref", None) or self.state.txn.ref
 
+    def _journals(self, e: ev.Record) -> bool:
+        if e.money:
+            return True
+        # Leaving a payment decides where its money goes (voucher, close): journal it too, so
+        # a transaction rebuilt after a crash takes the same path and issues nothing twice.
+        return (isinstance(e, (ev.Cancel, ev.Back, ev.Timeout)) and self.state.txn.ref is not None
+                and self.state.phase in (Phase.PAY_CASH, Phase.PAY_QR, Phase.PAY_CARD))
+
     def _step(self, e: ev.Record, journaled: bool) -> None:
-        if e.money and not journaled:
+        if not journaled and self._journals(e):
             self.rt.journal.append(self._ref_of(e), e)
         before = self.state
         self.state, effects = self.engine.step(before, e)
@@ -259,6 +267,10 @@ class Runtime:
             if row.ref in self.background:
                 continue
             state, pending = self.journal.rebuild(row.ref, self.bg_engine)
+            if state.escrow:
+                # A note in escrow at the crash is the acceptor's to decide, not this session's:
+                # do not wait for it (if it is stacked after all, it is kept as an OrphanNote).
+                state = replace(state, escrow=0)
             bg = Session(self, self.bg_engine, state, background=True)
             self.background[row.ref] = bg
             log.warning("resuming unfinished transaction %s (%s, paid %d)", row.ref,
@@ -338,6 +350,10 @@ class Runtime:
             case ev.LatePayment(ref=ref, amount=a, source=src):
                 # The customer paid after leaving the payment screen: the money is kept as
                 # a voucher on that reference, for the technician to hand over or refund.
+                if self._seen_payment(ref, src):
+                    log.warning("payment %s on %s reported again: already accounted for",
+                                src, ref)
+                    return
                 code = vouchers.new_code()
                 log.warning("late payment %s on %s (%s): voucher ...%s", a, ref, src, code[-4:])
                 self.journal.append(ref, ev.VoucherIssued(ref, code, a))
@@ -347,6 +363,16 @@ class Runtime:
                 log.warning("note of %d credited with no open transaction", v)
             case ev.SetVoucherStatus():
                 pass            # the journal append already applied it
+
+    def _seen_payment(self, ref: str, source: str) -> bool:
+        """Has this wallet payment (provider reference) been journaled before this report?
+        The poller and the order close can both report one payment."""
+        kind, _, provider_ref = source.partition(":")
+        if kind != "qr":
+            return False
+        reports = [e for e in self.journal.events(ref)
+                   if e.kind == "QrPaid" and e.data.get("provider_ref") == provider_ref]
+        return len(reports) > 1
 
     async def _lookup(self, session: Session, iccid: str) -> None:
         try:

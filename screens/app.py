@@ -8,6 +8,8 @@ listeners are called on the UI thread and nothing here waits on a device or a ba
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from kivy.uix.boxlayout import BoxLayout  # noqa: E402
 from kivy.uix.screenmanager import NoTransition, ScreenManager  # noqa: E402
 
 from kiosk.engine import Phase, State  # noqa: E402
-from kiosk.i18n import LANGUAGE_NAMES, N_, Translator  # noqa: E402
+from kiosk.i18n import N_, Translator, language_name  # noqa: E402
 from kiosk.runtime import Runtime  # noqa: E402
 
 from . import theme  # noqa: E402
@@ -73,7 +75,7 @@ class TopBar(Panel):
             else tr("Prepaid top-up"))
         self.langs.clear_widgets()
         for lang in self.app.settings.ui.languages:
-            b = KButton(text=LANGUAGE_NAMES.get(lang, lang), action=f"lang_{lang}",
+            b = KButton(text=language_name(lang), action=f"lang_{lang}",
                         style="demo_on" if lang == tr.lang else "neutral",
                         on_press=lambda lang=lang: self.app.set_language(lang))
             b.height = dp(60)
@@ -126,7 +128,7 @@ class KioskApp(App):
         Window.bind(on_touch_down=self._any_touch)
         self.rt.subscribe(self.on_state)
         Clock.schedule_interval(self._tick, 0.5)
-        Clock.schedule_once(self._first_frame, 0)
+        Window.bind(on_flip=self._first_frame)
         self.render()
         return root
 
@@ -134,8 +136,12 @@ class KioskApp(App):
         self.rt.touched()
         return False
 
-    def _first_frame(self, _dt: float) -> None:
+    def _first_frame(self, window: Any) -> None:
+        """Called after the first frame reached the screen (the window's buffer flip)."""
+        window.unbind(on_flip=self._first_frame)
         self.first_frame_at = time.monotonic()
+        logging.getLogger("kiosk.ui").info("attract screen shown: kiosk %s ready",
+                                           self.settings.kiosk_id)
 
     # ------------------------------------------------------------------ rendering
     def on_state(self, state: State) -> None:
@@ -156,10 +162,19 @@ class KioskApp(App):
                 scr.reset()
         screen = self.screens[name]
         if self.sm.current != name:
+            self._dismiss_questions()
             self.sm.current = name
         screen.update(s)
         self.topbar.update(name)
         self._update_dialog()
+
+    def _dismiss_questions(self) -> None:
+        """A question asked on one screen (amount keypad, cancel?) never outlives it."""
+        from kivy.core.window import Window
+        from kivy.uix.modalview import ModalView
+        for w in list(Window.children):
+            if isinstance(w, ModalView) and w is not self.dialog:
+                w.dismiss(animation=False)
 
     def _update_dialog(self) -> None:
         until = self.rt.warning_until
@@ -195,6 +210,10 @@ async def run_async(settings: Settings, windowed: bool = False) -> int:
     rt = Runtime(settings)
     await rt.start()
     app = KioskApp(rt)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        # systemd stops the kiosk with SIGTERM: leave the loop, close the journal cleanly.
+        loop.add_signal_handler(sig, app.stop)
     try:
         await app.async_run(async_lib="asyncio")
     finally:

@@ -11,7 +11,7 @@ from typing import Any
 from kivy.metrics import dp, sp
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.gridlayout import GridLayout
-from kivy.uix.scrollview import ScrollView
+from kivy.uix.widget import Widget
 
 from kiosk.backend.simulated import DEMO_SIMS, UNKNOWN_SIM
 from kiosk.catalog import mask_number
@@ -21,7 +21,7 @@ from . import theme
 from .base import Context
 from .widgets import KButton, Panel, label
 
-SMALL = dp(52)
+SMALL = dp(44)
 
 
 def small_button(text: str, action: str, cb: Any, on: bool = False) -> KButton:
@@ -40,11 +40,9 @@ class DemoPanel(Panel):
         self.add_widget(head)
         self.add_widget(label("simulated devices · not shown on a real kiosk", sp(14),
                               theme.rgb("CCCCCC")))
-        scroll = ScrollView(do_scroll_x=False)
-        self.body = BoxLayout(orientation="vertical", spacing=dp(6), size_hint_y=None)
-        self.body.bind(minimum_height=self.body.setter("height"))
-        scroll.add_widget(self.body)
-        self.add_widget(scroll)
+        # No ScrollView: its stencil costs ~200 MB under software GL (llvmpipe).
+        self.body = BoxLayout(orientation="vertical", spacing=dp(4))
+        self.add_widget(self.body)
         self.feedback = label("", sp(15), theme.DEMO_ACCENT)
         self.add_widget(self.feedback)
         self.refresh()
@@ -54,10 +52,10 @@ class DemoPanel(Panel):
         return self.ctx.rt.devices
 
     def section(self, title: str) -> None:
-        self.body.add_widget(label(title, sp(17), theme.rgb("FFFFFF"), bold=True))
+        self.body.add_widget(label(title, sp(16), theme.rgb("FFFFFF"), bold=True))
 
     def grid(self, buttons: list[KButton], cols: int = 2) -> None:
-        g = GridLayout(cols=cols, spacing=dp(6), size_hint_y=None)
+        g = GridLayout(cols=cols, spacing=dp(5), size_hint_y=None)
         g.bind(minimum_height=g.setter("height"))
         for b in buttons:
             g.add_widget(b)
@@ -112,6 +110,7 @@ class DemoPanel(Panel):
                        small_button("Paper out", "demo_paper_out",
                                     lambda: self._set(printer, "paper_state", "out"),
                                     on=printer.paper_state == "out")])
+        self.body.add_widget(Widget())
 
     def _set(self, obj: Any, attr: str, value: Any) -> None:
         setattr(obj, attr, value)

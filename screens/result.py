@@ -5,11 +5,11 @@ from __future__ import annotations
 from kivy.animation import Animation
 from kivy.metrics import dp, sp
 from kivy.uix.boxlayout import BoxLayout
-from kivy.uix.scrollview import ScrollView
 
 from kiosk import events as ev
 from kiosk.catalog import mask_number
 from kiosk.engine import Outcome, State
+from kiosk.receipts import TRANSLATED_VALUES
 from kiosk.vouchers import pretty
 
 from . import theme
@@ -149,13 +149,11 @@ class ResultScreen(KioskScreen):
 class ReceiptScreen(KioskScreen):
     def build(self) -> None:
         body = BoxLayout(spacing=dp(24))
-        paper = Panel(orientation="vertical", padding=dp(14), size_hint_x=0.58)
-        scroll = ScrollView(do_scroll_x=False, bar_width=dp(8))
-        self.lines = label("", sp(18), halign="left")
-        scroll.add_widget(self.lines)
-        paper.add_widget(scroll)
+        paper = Panel(orientation="vertical", padding=(dp(18), dp(10)), spacing=dp(2),
+                      size_hint_x=0.62)
+        self.rows = paper
         body.add_widget(paper)
-        right = BoxLayout(orientation="vertical", spacing=dp(12))
+        right = BoxLayout(orientation="vertical", spacing=dp(12), size_hint_x=0.38)
         self.qr = QrCode()
         self.qr_caption = label("", theme.FS_SMALL, theme.MUTED)
         self.printed = label("", theme.FS_BODY, bold=True)
@@ -170,7 +168,17 @@ class ReceiptScreen(KioskScreen):
         _ = self._
         self.title.text = _("Your receipt")
         r = self.ctx.rt.receipt
-        self.lines.text = "\n".join(r.lines) if r else _("Preparing your receipt…")
+        self.rows.clear_widgets()
+        for key, value in (r.facts if r else []):
+            if not value:
+                continue
+            row = BoxLayout(spacing=dp(10))
+            row.add_widget(label(_(key), sp(19), theme.MUTED, halign="left", size_hint_x=0.34))
+            if key in TRANSLATED_VALUES:
+                value = _(value)
+            row.add_widget(label(value, sp(19), bold=key in ("Status", "Voucher"),
+                                 halign="left"))
+            self.rows.add_widget(row)
         self.qr.set(r.qr if r else "")
         self.qr_caption.text = _("Scan to keep this receipt or check the top-up later.")
         if s.receipt_printed:

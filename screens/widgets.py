@@ -23,8 +23,8 @@ class KLabel(Label):
 
 
 def label(text: str = "", size: float = theme.FS_BODY, color: Any = None, bold: bool = False,
-          halign: str = "center") -> KLabel:
-    lbl = KLabel(text=text, font_size=size, bold=bold, halign=halign)
+          halign: str = "center", **kw: Any) -> KLabel:
+    lbl = KLabel(text=text, font_size=size, bold=bold, halign=halign, **kw)
     if color is not None:
         lbl.color = color
     return lbl

@@ -71,4 +71,16 @@ msgid ""
 msgstr "tres "
 "lineas\\n"
 '''
-    assert i18n.parse_po(po) == {"one": "uno", "three lines\n": "tres lineas\n"}
+    assert i18n.parse_po(po) == {"": "Language: xx\n", "one": "uno",
+                                 "three lines\n": "tres lineas\n"}
+
+
+def test_languages_are_discovered_from_the_catalog_files(tmp_path) -> None:
+    base = tmp_path / "tl" / "LC_MESSAGES"
+    base.mkdir(parents=True)
+    (base / "kiosk.po").write_text('msgid ""\nmsgstr "X-Language-Name: Tagalog\\n"\n\n'
+                                   'msgid "Finish"\nmsgstr "Tapos"\n', encoding="utf-8")
+    assert i18n.available_languages(tmp_path) == ("en", "tl")
+    assert i18n.language_name("tl", tmp_path) == "Tagalog"
+    assert i18n.load("tl", tmp_path).gettext("Finish") == "Tapos"
+    assert i18n.language_name("zh_CN") == "中文"

@@ -283,3 +283,50 @@ async def test_card_payment_declined_then_reversed_on_failure(kiosk):
     assert (t.outcome.value, t.paid, t.refunded) == ("failed_refunded", 1500, 1500)
     assert card.ledger.reversed == {**card.ledger.reversed, ref: 1500}
     assert "reversed" in k.texts()
+
+
+async def test_any_amount_typed_on_the_keypad_and_paper_out(kiosk):
+    k = kiosk
+    printer = k.rt.devices["printer"]
+    await to_products(k)
+    await k.tap("product_luzon-load-any")
+    await k.wait_for(lambda: k.widget("amount_ok"), "the amount keypad")
+    await k.type_digits("5")                      # ₱5 is below the minimum: OK stays off
+    assert k.widget("amount_ok").disabled
+    await k.type_digits("5")                      # ₱55
+    assert not k.widget("amount_ok").disabled
+    assert "₱55.00" in k.texts()
+    await k.shot("range-01-amount")
+    await k.tap("amount_ok")
+    await k.wait_phase("choose_payment")
+    assert k.rt.state.txn.amount == 5500
+    await k.tap("demo_paper_out")
+    await k.tap("pay_qr")
+    await k.wait_for(lambda: k.rt.state.qr_payload, "the QR code")
+    ref = k.rt.state.txn.ref
+    assert "540555.00" in k.rt.state.qr_payload  # EMVCo tag 54, length 05: the amount
+    await k.tap("demo_qr_pay")
+    await k.wait_phase("result")
+    await k.wait_for(lambda: k.rt.state.receipt_printed is False, "the printer failure")
+    assert "The printer is not working" in k.texts()
+    await k.shot("range-02-paper-out")
+    await k.tap("show_receipt")
+    await k.wait_phase("receipt")
+    assert ref in k.texts() and "take a photo" in k.texts()
+    await k.shot("range-03-receipt-on-screen")
+    assert k.rt.journal.transaction(ref).outcome == "success"
+    assert not any(ref in "\n".join(lines) for lines, _ in printer.printed)
+
+
+async def test_a_question_left_open_does_not_outlive_its_screen(kiosk):
+    k = kiosk
+    rt = k.rt
+    await to_products(k)
+    await k.tap("product_luzon-load-any")
+    await k.wait_for(lambda: k.widget("amount_ok"), "the amount keypad")
+    rt.settings = replace(rt.settings, ui=replace(rt.settings.ui, idle_timeout_s=1,
+                                                  answer_timeout_s=1))
+    await k.wait_phase("idle", 8)                 # the customer left with the keypad open
+    await k.frames(2)
+    assert k.widget("amount_ok") is None and k.widget("more_time") is None
+    await k.shot("timeout-05-clean-start")

@@ -1,0 +1,113 @@
+"""The `kiosk` command as an operator runs it: a real subprocess, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+KIOSK = [sys.executable, "-m", "kiosk.cli"]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*KIOSK, *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **(env or {})}, timeout=60)
+
+
+def test_config_check_default_ok() -> None:
+    p = run("config", "check")
+    assert p.returncode == 0, p.stderr
+    assert "OK" in p.stdout and "K0001" in p.stdout
+    j = json.loads(run("config", "check", "--json").stdout)
+    assert j["ok"] is True and j["currency"] == "PHP" and "luzon" in j["operators"]
+
+
+def test_config_check_broken_file_names_file_key_reason(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "config" / "catalog.toml", tmp_path / "catalog.toml")
+    text = (ROOT / "config" / "kiosk.toml").read_text()
+    (tmp_path / "kiosk.toml").write_text(text.replace("idle_timeout_s = 60",
+                                                      'idle_timeout_s = "soon"'))
+    p = run("config", "check", str(tmp_path / "kiosk.toml"))
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr
+    line = p.stderr.strip()
+    assert str(tmp_path / "kiosk.toml") in line and "ui.idle_timeout_s" in line
+    assert "must be an integer" in line and '"soon"' in line
+    j = json.loads(run("config", "check", str(tmp_path / "kiosk.toml"), "--json").stdout)
+    assert (j["ok"], j["key"]) == (False, "ui.idle_timeout_s")
+
+
+def test_journal_list_and_show(tmp_path: Path) -> None:
+    # A real journal with one finished transaction, written by the runtime itself.
+    code = f"""
+import asyncio
+from kiosk import config, events as ev
+from kiosk.runtime import Runtime
+async def main():
+    rt = Runtime(config.load(data_dir={str(tmp_path)!r}))
+    for d in ("cash", "printer", "backend"):
+        rt.devices[d].delay_s = 0.01
+    await rt.start()
+    for e in (ev.Start(), ev.NumberEntered("09171234567"), ev.ConfirmNumber(True),
+              ev.ChooseProduct("luzon-load", 2000), ev.ChoosePayment("cash")):
+        rt.post(e)
+    rt.devices["cash"].insert(2000)
+    while rt.state.phase.value != "result":
+        await asyncio.sleep(0.01)
+    print(rt.state.txn.ref)
+    await rt.stop()
+asyncio.run(main())
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=ROOT, timeout=60)
+    assert p.returncode == 0, p.stderr
+    ref = p.stdout.strip().splitlines()[-1]
+    lst = run("journal", "list", "--data-dir", str(tmp_path))
+    assert lst.returncode == 0 and ref in lst.stdout and "success" in lst.stdout
+    rows = json.loads(run("journal", "list", "--data-dir", str(tmp_path), "--json").stdout)
+    assert rows[0]["ref"] == ref and rows[0]["paid"] == 2000
+    assert rows[0]["msisdn"] == "0917***4567"          # masked for the operator's screen
+    show = run("journal", "show", ref, "--data-dir", str(tmp_path))
+    assert show.returncode == 0
+    assert "NoteCredited" in show.stdout and "TopUpSucceeded" in show.stdout
+    assert "09171234567" not in show.stdout
+    data = json.loads(run("journal", "show", ref, "--data-dir", str(tmp_path), "--json").stdout)
+    kinds = [e["kind"] for e in data["events"]]
+    assert kinds.index("NoteCredited") < kinds.index("TopUp") < kinds.index("TopUpSucceeded")
+    assert "09171234567" not in json.dumps(data)
+    missing = run("journal", "show", "K0001-999999", "--data-dir", str(tmp_path))
+    assert missing.returncode == 1 and "no transaction" in missing.stderr
+
+
+@pytest.mark.parametrize("sig", ["TERM"])
+def test_run_opens_the_window_and_stops_cleanly_on_sigterm(tmp_path: Path, sig: str) -> None:
+    env = {**os.environ, "SDL_VIDEODRIVER": "offscreen", "KIVY_HOME": str(tmp_path / "kivy")}
+    proc = subprocess.Popen([*KIOSK, "run", "--windowed", "--data-dir", str(tmp_path)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    seen = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if "attract screen shown" in line:
+            break
+    else:
+        pytest.fail("the kiosk never showed its first screen:\n" + "".join(seen[-30:]))
+    proc.send_signal(getattr(__import__("signal"), f"SIG{sig}"))
+    rest, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, rest[-2000:]
+    assert (tmp_path / "journal.sqlite3").exists()
+
+
+def test_run_without_display_says_so(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
+    p = subprocess.run([*KIOSK, "run", "--data-dir", str(tmp_path)], capture_output=True,
+                       text=True, cwd=ROOT, env=env, timeout=60)
+    assert p.returncode == 1 and "no display" in p.stderr and "Traceback" not in p.stderr
