@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kivy.animation import Animation
+from kivy.clock import Clock
 from kivy.metrics import dp, sp
 from kivy.uix.boxlayout import BoxLayout
 
@@ -21,20 +21,27 @@ class ProcessingScreen(KioskScreen):
     def build(self) -> None:
         self.root.add_widget(BoxLayout())
         self.what = label("", theme.FS_TITLE)
-        self.dots = label("● ● ●", theme.FS_HUGE, theme.PRIMARY)
+        self.dots = label("●  ○  ○", theme.FS_HUGE, theme.PRIMARY)
         self.wait = label("", theme.FS_BODY, theme.MUTED)
         for w in (self.what, self.dots, self.wait):
             self.root.add_widget(w)
         self.root.add_widget(BoxLayout())
-        self._anim = Animation(opacity=0.2, duration=0.6) + Animation(opacity=1, duration=0.6)
-        self._anim.repeat = True
+        self._step = 0
+        self._blink = None
 
+    # A moving "● ○ ○" instead of an opacity Animation: animating opacity made the
+    # process grow ~500 MB/s under software GL (llvmpipe); a text change costs nothing.
     def on_enter(self, *args: object) -> None:
-        self._anim.start(self.dots)
+        self._blink = Clock.schedule_interval(self._next, 0.4)
 
     def on_leave(self, *args: object) -> None:
-        self._anim.cancel(self.dots)
-        self.dots.opacity = 1
+        if self._blink is not None:
+            self._blink.cancel()
+            self._blink = None
+
+    def _next(self, _dt: float) -> None:
+        self._step = (self._step + 1) % 3
+        self.dots.text = "  ".join("●" if i == self._step else "○" for i in range(3))
 
     def update(self, s: State) -> None:
         super().update(s)
