@@ -54,7 +54,7 @@ SCREENS: dict[str, type[KioskScreen]] = {
 }
 STEP_OF_SCREEN = {"identify": 1, "confirm": 1, "product": 2, "payment": 3, "cash": 3,
                   "qr": 3, "card": 3, "processing": 4, "result": 4, "receipt": 4}
-STEP_NAMES = (N_("Your number"), N_("Product"), N_("Payment"), N_("Done"))
+STEP_NAMES = (N_("Your number"), N_("Product"), N_("Payment"), N_("Top-up"))
 
 
 class TopBar(Panel):

@@ -138,7 +138,7 @@ class ResultScreen(KioskScreen):
         take = []
         if t.paid:
             if s.receipt_printed is False:
-                take.append(_("The printer is not working: tap “Show receipt” and take "
+                take.append(_('The printer is not working: tap "Show receipt" and take '
                               "a photo of it."))
             else:
                 take.append(_("Please take your receipt."))

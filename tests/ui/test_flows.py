@@ -90,7 +90,14 @@ async def test_qr_topup_identified_by_sim(kiosk):
     iccid, msisdn = next(iter(DEMO_SIMS.items()))
     wallet = k.rt.devices["wallet"]
     await k.wait_phase("idle")
-    await k.tap("demo_sim_0")                     # the customer inserts the SIM
+    k.rt.devices["backend"].delay_s = 4.0         # the operator takes a moment to answer
+    try:
+        await k.tap("demo_sim_0")                 # the customer inserts the SIM
+        await k.wait_phase("lookup")
+        assert "Reading your SIM card" in k.texts()
+        await k.shot("qr-00-reading-sim")
+    finally:
+        k.rt.devices["backend"].delay_s = 0.05
     await k.wait_phase("confirm_number")
     assert msisdn not in k.texts() and "0917•••4567" in k.texts()
     await k.shot("qr-01-confirm-sim")
@@ -274,11 +281,21 @@ async def test_card_payment_declined_then_reversed_on_failure(kiosk):
     await k.shot("card-01-declined")
     await k.tap("demo_card_approve")
     await k.tap("demo_backend_fail")
-    await k.tap("pay_card")
-    await k.wait_for(lambda: k.rt.state.txn.ref, "a reference")
-    ref = k.rt.state.txn.ref
+    card.delay_s = 1.0                            # the customer takes a moment at the terminal
+    k.rt.devices["backend"].delay_s = 1.0
+    try:
+        await k.tap("pay_card")
+        await k.wait_for(lambda: k.rt.state.txn.ref, "a reference")
+        ref = k.rt.state.txn.ref
+        assert k.phase == "pay_card" and "terminal" in k.texts()
+        await k.shot("card-02-at-the-terminal")
+        await k.wait_phase("fulfilling")
+        assert "do not leave" in k.texts()
+        await k.shot("card-03-processing")
+    finally:
+        card.delay_s = k.rt.devices["backend"].delay_s = 0.05
     await k.wait_phase("result")
-    await k.shot("card-02-reversed")
+    await k.shot("card-04-reversed")
     t = k.rt.state.txn
     assert (t.outcome.value, t.paid, t.refunded) == ("failed_refunded", 1500, 1500)
     assert card.ledger.reversed == {**card.ledger.reversed, ref: 1500}
