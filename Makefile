@@ -6,11 +6,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 
 # Runtime: GL/EGL for Kivy's SDL window (also offscreen), touch input, a CJK font for Chinese,
-# gettext tools for translators. Tests: Xvfb as an alternative display.
+# gettext tools for translators; the PC/SC daemon and, to build pyscard, swig and the
+# pcsc-lite headers. Tests and demos: the vpcd virtual reader and Xvfb.
 APT_PACKAGES := libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libmtdev1 fonts-wqy-microhei \
-                gettext xvfb xauth
+                gettext xvfb xauth pcscd libpcsclite-dev swig build-essential vsmartcard-vpcd
 
-.PHONY: setup apt venv run run-windowed test bench clean
+.PHONY: setup apt venv run run-windowed run-pcsc test bench clean
 
 setup: apt venv
 
@@ -20,7 +21,7 @@ apt:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml | apt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -31,6 +32,12 @@ run: setup
 
 run-windowed: setup
 	$(VENV)/bin/kiosk run --windowed
+
+# The same demo with the SIM read through the real PC/SC stack: pcscd and the vpcd virtual
+# reader (Debian's vsmartcard-vpcd); the demo panel pushes virtual SIM cards into it.
+run-pcsc: setup
+	@test -S /run/pcscd/pcscd.comm || (echo "starting pcscd" && pcscd)
+	$(VENV)/bin/kiosk --config config/demo-pcsc.toml run
 
 test: setup
 	$(PY) -m pytest -q

@@ -7,7 +7,8 @@ import importlib
 from typing import Any
 
 _DRIVERS: dict[str, dict[str, str]] = {
-    "sim_reader": {"simulated": "drivers.simulated:SimulatedSimReader"},
+    "sim_reader": {"simulated": "drivers.simulated:SimulatedSimReader",
+                   "pcsc": "drivers.sim.pcsc:PcscSimReader"},
     "cash": {"simulated": "drivers.simulated:SimulatedBillAcceptor"},
     "card": {"simulated": "drivers.simulated:SimulatedCardTerminal"},
     "printer": {"simulated": "drivers.simulated:SimulatedPrinter"},
@@ -18,6 +19,15 @@ _DRIVERS: dict[str, dict[str, str]] = {
 
 def known_drivers(kind: str) -> tuple[str, ...]:
     return tuple(_DRIVERS.get(kind, {}))
+
+
+def options_of(kind: str, driver: str) -> dict[str, Any]:
+    """The options a driver takes (from its constructor), with their defaults."""
+    import inspect
+    module, _, cls = _DRIVERS[kind][driver].partition(":")
+    sig = inspect.signature(getattr(importlib.import_module(module), cls))
+    return {n: p.default for n, p in sig.parameters.items()
+            if p.kind is p.POSITIONAL_OR_KEYWORD and n != "self"}
 
 
 def create(kind: str, driver: str, **options: Any) -> Any:

@@ -4,6 +4,7 @@
     kiosk config check [PATH] [--json]
     kiosk journal list [--status open|closed] [--limit N] [--json]
     kiosk journal show REF [--json]
+    kiosk diag sim [--reader REGEX] [--wait SECONDS] [--json]
 
 Exit codes: 0 ok, 1 not found / invalid, 2 configuration error.
 """
@@ -129,6 +130,11 @@ def cmd_journal_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diag_sim(args: argparse.Namespace) -> int:
+    from .diag import diag_sim
+    return diag_sim(args.reader, args.wait, args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kiosk", description="Self-service prepaid top-up kiosk.")
     p.add_argument("--config", type=Path, default=None,
@@ -160,6 +166,21 @@ def build_parser() -> argparse.ArgumentParser:
     js.add_argument("--data-dir", type=Path)
     js.add_argument("--json", action="store_true")
     js.set_defaults(func=cmd_journal_show)
+
+    d = sub.add_parser("diag", help="technician diagnostics of the devices")
+    dsub = d.add_subparsers(dest="diag_command", required=True)
+    ds = dsub.add_parser(
+        "sim", help="wait for a card in the PC/SC reader and read it",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Wait for a card, then print its type (SIM / UICC / not a SIM / mute), "
+                    "ICCID (in full), SPN, what was readable without PIN, and timings.",
+        epilog="exit codes:\n  0  a SIM was read\n  2  no card within --wait seconds\n"
+               "  3  not a SIM, mute card or invalid ICCID\n"
+               "  4  reader problem (no PC/SC service, no matching reader)")
+    ds.add_argument("--reader", default=".*", help="regular expression for the reader name")
+    ds.add_argument("--wait", type=float, default=30.0, help="seconds to wait for a card")
+    ds.add_argument("--json", action="store_true")
+    ds.set_defaults(func=cmd_diag_sim)
     return p
 
 

@@ -10,6 +10,7 @@ Relative paths inside a file are relative to that file's folder. Unknown keys ar
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import date
@@ -115,6 +116,26 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
 
 
+def _with_base(file: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """`base = "kiosk.toml"`: start from that file (in the same folder) and override it
+    table by table, key by key. Lets a variant config say only what differs."""
+    base_name = data.pop("base", None)
+    if base_name is None:
+        return data
+    if not isinstance(base_name, str) or "/" in base_name:
+        raise ConfigError(file, "base", "must be the name of a file in the same folder")
+    base_file = file.parent / base_name
+    if base_file.resolve() == file.resolve():
+        raise ConfigError(file, "base", "a file cannot be its own base")
+    merged = _with_base(base_file, _read_toml(base_file))
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
 # ---------------------------------------------------------------- settings
 @dataclass(frozen=True)
 class DeviceSettings:
@@ -170,7 +191,7 @@ DEVICES = ("sim_reader", "cash", "card", "printer", "backend", "wallet")
 
 def load(path: str | Path | None = None, *, data_dir: str | Path | None = None) -> Settings:
     file = Path(path) if path else DEFAULT_CONFIG
-    root = _Table(file, "", _read_toml(file))
+    root = _Table(file, "", _with_base(file, _read_toml(file)))
 
     k = root.table("kiosk", required=True)
     kiosk_id = k.get("id", str)
@@ -240,11 +261,12 @@ def load(path: str | Path | None = None, *, data_dir: str | Path | None = None) 
     root.seen.update(DEVICES)
     root.done()
 
-    from drivers.registry import known_drivers
+    from drivers.registry import known_drivers, options_of
     for name, dev in devices.items():
         if dev.driver not in known_drivers(name):
             raise ConfigError(file, f"{name}.driver",
                               f"unknown driver {dev.driver!r} (have {', '.join(known_drivers(name))})")
+        _check_options(file, name, dev, options_of(name, dev.driver))
 
     return Settings(
         file=file, kiosk_id=kiosk_id, site=site, support=support, timezone=timezone,
@@ -252,6 +274,31 @@ def load(path: str | Path | None = None, *, data_dir: str | Path | None = None) 
         max_overpay=max_overpay, qr_expiry_s=qr_expiry_s, backend_timeout_s=backend_timeout_s,
         max_unknown_queries=max_unknown, query_interval_s=float(query_interval),
         devices=devices, merchant_name=merchant_name, merchant_city=merchant_city)
+
+
+# Options the kiosk fills in itself for some drivers; not for the config file.
+_INTERNAL_OPTIONS = {"denominations", "currency", "merchant_name", "merchant_city", "scard"}
+
+
+def _check_options(file: Path, name: str, dev: DeviceSettings, accepted: dict[str, Any]) -> None:
+    allowed = {k: v for k, v in accepted.items() if k not in _INTERNAL_OPTIONS}
+    for key, value in dev.options.items():
+        if key not in allowed:
+            have = ", ".join(sorted(allowed)) or "none"
+            raise ConfigError(file, f"{name}.{key}",
+                              f"unknown option for driver {dev.driver!r} (it takes: {have})")
+        default = allowed[key]
+        if isinstance(default, (int, float, str, bool)) and default is not None and (
+                type(value) is not type(default)
+                and not (isinstance(default, float) and isinstance(value, int))):
+            raise ConfigError(file, f"{name}.{key}",
+                              f"must be {_type_name(type(default))}, got {_show(value)}")
+        if key == "reader":
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ConfigError(file, f"{name}.{key}",
+                                  f"not a valid regular expression: {exc}") from None
 
 
 def parse_minor_checked(t: _Table, name: str, currency: str, default: list[str]) -> list[int]:

@@ -107,7 +107,8 @@ class State:
     qr_expires_at: float = 0.0
     receipt_printed: bool | None = None
     devices: tuple[tuple[str, bool], ...] = (
-        ("backend", True), ("cash", True), ("qr", True), ("card", True), ("printer", True))
+        ("backend", True), ("cash", True), ("qr", True), ("card", True), ("printer", True),
+        ("sim_reader", True))
     orphan_total: int = 0
 
     def device_ok(self, name: str) -> bool:
@@ -157,6 +158,15 @@ class Engine:
                 if s.phase is Phase.LOOKUP:
                     return replace(s, phase=Phase.IDENTIFY, notice="sim.removed"), []
                 return s, []
+            case ev.SimUnreadable(reason=reason):
+                notice = f"sim.{reason}"
+                if s.phase in (Phase.IDLE, Phase.RESULT, Phase.RECEIPT):
+                    # A card in the slot starts a visit, even one we cannot read.
+                    s = replace(self._idle(s), phase=Phase.IDENTIFY)
+                if s.phase in (Phase.IDENTIFY, Phase.LOOKUP):
+                    return replace(s, phase=Phase.IDENTIFY, notice=notice, sim_present=True,
+                                   iccid=""), []
+                return replace(s, sim_present=True), []
             case ev.ReceiptPrinted(ref=ref) if ref == s.txn.ref:
                 return replace(s, receipt_printed=True), []
             case ev.PrinterFailed(ref=ref) if ref == s.txn.ref:

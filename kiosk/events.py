@@ -94,6 +94,12 @@ class SimRemoved(Record):
 
 
 @dataclass(frozen=True)
+class SimUnreadable(Record):
+    """A card is in the reader but gave no usable ICCID."""
+    reason: str                      # "not_sim" | "mute" | "bad_iccid" | "removed" | "unreadable"
+
+
+@dataclass(frozen=True)
 class SubscriberFound(Record):
     iccid: str
     msisdn: str

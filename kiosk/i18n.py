@@ -50,6 +50,11 @@ NOTICES: dict[str, str] = {
     "number.unknown_prefix": N_("We do not sell top-ups for this number. Please check the first digits."),
     "sim.unknown": N_("We could not find the number of this SIM card. Please type your number."),
     "sim.removed": N_("The SIM card was removed. Insert it again or type your number."),
+    "sim.not_sim": N_("This is not a SIM card. Please take it back and insert your SIM card "
+                      "in its card holder, or type your number."),
+    "sim.mute": N_("We cannot read this card. Turn it over and insert it again, chip first."),
+    "sim.bad_iccid": N_("This SIM card cannot be read. Please type your number."),
+    "sim.unreadable": N_("The card could not be read. Insert it again, or type your number."),
     "product.unknown": N_("This product is no longer available."),
     "product.wrong_operator": N_("This product is for another network than your number."),
     "product.expired": N_("This promotion has ended."),

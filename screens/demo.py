@@ -69,7 +69,15 @@ class DemoPanel(Panel):
         reader, cash, wallet = self.d["sim_reader"], self.d["cash"], self.d["wallet"]
         card, backend, printer = self.d["card"], self.d["backend"], self.d["printer"]
         cur = self.ctx.catalog.currency
-        if hasattr(reader, "insert"):
+        slot = getattr(reader, "virtual", None)
+        if slot is not None:
+            self.section("PC/SC reader: insert a card")
+            btns = [small_button(self._short(name, p), f"demo_vsim_{name}",
+                                 lambda name=name: self._vsim(name))
+                    for name, p in slot.profiles.items()]
+            btns.append(small_button("Remove", "demo_vsim_remove", self._vsim_remove))
+            self.grid(btns, cols=3)
+        elif hasattr(reader, "insert"):
             self.section("SIM reader")
             btns = [small_button(f"SIM {mask_number(n)}", f"demo_sim_{i}",
                                  lambda iccid=iccid: self._sim(iccid))
@@ -120,6 +128,27 @@ class DemoPanel(Panel):
     def _sim(self, iccid: str) -> None:
         self.d["sim_reader"].insert(iccid)
         self.say(f"SIM inserted (ICCID …{iccid[-4:]})")
+
+    SHORT = {"uicc": "USIM", "classic": "Old SIM", "pin": "PIN on", "unknown": "Unknown",
+             "bank": "Bank card", "bad_luhn": "Bad ICCID", "iccid20": "20 digits",
+             "mute": "Upside down", "pulled": "Pulled out"}
+
+    def _short(self, name: str, profile: Any) -> str:
+        if profile.msisdn and name in ("uicc", "classic", "uicc3"):
+            return f"{'USIM' if profile.kind == 'uicc' else 'SIM'} {profile.msisdn[:4]}…"
+        return self.SHORT.get(name, name)
+
+    def _vsim(self, name: str) -> None:
+        try:
+            self.d["sim_reader"].virtual.insert(name)
+        except ConnectionError as exc:
+            self.say(f"no vpcd reader: {exc}")
+            return
+        self.say(f"card inserted: {name}")
+
+    def _vsim_remove(self) -> None:
+        self.d["sim_reader"].virtual.remove()
+        self.say("card removed")
 
     def _sim_remove(self) -> None:
         self.d["sim_reader"].remove()

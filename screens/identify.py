@@ -75,7 +75,11 @@ class IdentifyScreen(KioskScreen):
         super().update(s)
         _ = self._
         self.title.text = _("Type your mobile number")
-        if s.phase is Phase.LOOKUP:
+        if not s.device_ok("sim_reader"):
+            # The reader is out of order: say nothing about inserting a card.
+            self.sim_title.text = _("Type your number on the keypad")
+            self.sim_text.text = _("Then touch Continue.")
+        elif s.phase is Phase.LOOKUP:
             self.sim_title.text = _("Reading your SIM card…")
             self.sim_text.text = _("Please wait a moment. Do not remove the card.")
         else:

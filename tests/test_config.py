@@ -150,3 +150,48 @@ def test_missing_config_file(tmp_path: Path) -> None:
     assert info.value.file == str(missing)
     assert str(missing) in str(info.value)
     assert "file not found" in str(info.value)
+
+
+def _variant(tmp_path: Path, text: str) -> Path:
+    for name in ("kiosk.toml", "catalog.toml"):
+        shutil.copy(DEFAULT_CONFIG.parent / name, tmp_path / name)
+    path = tmp_path / "variant.toml"
+    path.write_text('base = "kiosk.toml"\n' + text)
+    return path
+
+
+def test_a_variant_config_overrides_its_base_table_by_table(tmp_path: Path) -> None:
+    s = load(_variant(tmp_path, '[sim_reader]\ndriver = "pcsc"\nreader = "^Virtual PCD"\n'
+                                '[ui]\nidle_timeout_s = 90\n'))
+    assert s.devices["sim_reader"].driver == "pcsc"
+    assert s.devices["sim_reader"].options == {"reader": "^Virtual PCD"}
+    assert s.ui.idle_timeout_s == 90 and s.ui.answer_timeout_s == 20     # rest from base
+    assert s.kiosk_id == "K0001"
+
+
+def test_the_shipped_pcsc_demo_config_loads() -> None:
+    s = load(DEFAULT_CONFIG.parent / "demo-pcsc.toml")
+    assert s.devices["sim_reader"].driver == "pcsc"
+    assert s.devices["sim_reader"].options["demo_vpcd_port"] == 35963
+
+
+@pytest.mark.parametrize("text,key,reason", [
+    ('[sim_reader]\ndriver = "pcsc"\nreader = "(("\n', "sim_reader.reader",
+     "not a valid regular expression"),
+    ('[sim_reader]\ndriver = "pcsc"\npolls = 3\n', "sim_reader.polls", "unknown option"),
+    ('[sim_reader]\ndriver = "pcsc"\npoll_ms = "fast"\n', "sim_reader.poll_ms",
+     "must be an integer"),
+])
+def test_driver_options_are_checked_at_start(tmp_path: Path, text: str, key: str,
+                                             reason: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load(_variant(tmp_path, text))
+    assert err.value.key == key and reason in err.value.reason
+    assert err.value.file.endswith("variant.toml")
+
+
+def test_a_base_must_sit_beside_and_not_be_itself(tmp_path: Path) -> None:
+    path = tmp_path / "self.toml"
+    path.write_text('base = "self.toml"\n')
+    with pytest.raises(ConfigError, match="its own base"):
+        load(path)

@@ -737,3 +737,30 @@ def test_late_note_never_joins_a_card_payment(engine: Engine) -> None:
     assert s.txn.paid == 5000
     s, effects = engine.step(s, ev.TopUpFailed("K0001-000002", "backend.rejected"))
     assert effects == [ev.ReverseCard("K0001-000002", 5000)]
+
+
+@pytest.mark.parametrize("reason", ["not_sim", "mute", "bad_iccid", "removed", "unreadable"])
+def test_an_unreadable_card_starts_the_visit_with_an_explanation(engine: Engine,
+                                                                  reason: str) -> None:
+    s, effects = run(engine, State(), ev.SimUnreadable(reason))
+    assert (s.phase, s.notice, s.sim_present, effects) == (
+        Phase.IDENTIFY, f"sim.{reason}", True, [])
+    # Reading the right card afterwards goes on as usual.
+    s, effects = run(engine, s, ev.SimRemoved(), ev.SimIdentified("8989630100000000010"))
+    assert s.phase is Phase.LOOKUP and kinds(effects) == ["LookupSubscriber"]
+
+
+def test_an_unreadable_card_while_paying_changes_nothing_but_the_reminder(
+        engine: Engine) -> None:
+    s, _ = paying(engine, "cash")
+    before = s
+    s, effects = run(engine, s, ev.SimUnreadable("not_sim"))
+    assert effects == [] and s.phase is before.phase and s.txn == before.txn
+    assert s.sim_present                     # "do not forget your card" at the end
+
+
+def test_a_missing_sim_reader_is_recorded_and_typing_still_works(engine: Engine) -> None:
+    s, _ = run(engine, State(), ev.DeviceStatus("sim_reader", False, "no reader"))
+    assert not s.device_ok("sim_reader") and s.can_sell
+    s, _ = run(engine, s, ev.Start(), ev.NumberEntered("09171234567"))
+    assert s.phase is Phase.CONFIRM_NUMBER

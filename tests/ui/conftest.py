@@ -108,10 +108,16 @@ class Kiosk:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def kiosk_session() -> Any:
+async def kiosk_session(pcscd_rig: Any) -> Any:
     from kiosk import config
     settings = config.load(data_dir=_STATE / "var")
-    settings = replace(settings, query_interval_s=0.05, backend_timeout_s=2)
+    # The SIM is read through the real PC/SC stack: the session's private pcscd and its
+    # vpcd reader, into which the demo panel pushes virtual cards.
+    sim_reader = config.DeviceSettings("pcsc", {
+        "reader": "^" + pcscd_rig.reader_name + "$", "poll_ms": 300,
+        "demo_vpcd_port": pcscd_rig.port})
+    settings = replace(settings, query_interval_s=0.05, backend_timeout_s=2,
+                       devices={**settings.devices, "sim_reader": sim_reader})
     from screens.window import configure
     configure(settings, windowed=True)
     from kivy.clock import Clock
@@ -120,7 +126,7 @@ async def kiosk_session() -> Any:
     from screens.app import KioskApp
 
     rt = Runtime(settings)
-    for name in ("sim_reader", "cash", "card", "printer", "backend", "wallet"):
+    for name in ("cash", "card", "printer", "backend", "wallet"):
         rt.devices[name].delay_s = FAST
     rt.devices["backend"].timeout_s = 0.3
     await rt.start()
@@ -145,8 +151,9 @@ async def kiosk(kiosk_session: Kiosk) -> Any:
     d["backend"].mode = "succeed"
     d["card"].next_outcome = "approve"
     d["printer"].paper_state = "ok"
-    if d["sim_reader"].card:
-        d["sim_reader"].remove()
+    d["sim_reader"].virtual.remove()
+    if k.app.demo is not None:
+        k.app.demo.refresh()                  # its toggles show the devices' real moods
     settings = rt.settings
     yield k
     # Back to the attract screen for the next test, whatever this one left behind.

@@ -7,7 +7,8 @@ from dataclasses import replace
 import pytest
 
 from kiosk import luhn
-from kiosk.backend.simulated import DEMO_SIMS, UNKNOWN_SIM
+from drivers.sim.virtual import PROFILES
+from kiosk.backend.simulated import UNKNOWN_SIM
 from kiosk.i18n import load
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -87,12 +88,12 @@ async def test_cash_topup_with_change_voucher(kiosk):
 
 async def test_qr_topup_identified_by_sim(kiosk):
     k = kiosk
-    iccid, msisdn = next(iter(DEMO_SIMS.items()))
+    iccid, msisdn = PROFILES["uicc"].iccid, PROFILES["uicc"].msisdn
     wallet = k.rt.devices["wallet"]
     await k.wait_phase("idle")
     k.rt.devices["backend"].delay_s = 4.0         # the operator takes a moment to answer
     try:
-        await k.tap("demo_sim_0")                 # the customer inserts the SIM
+        await k.tap("demo_vsim_uicc")             # the customer inserts the SIM
         await k.wait_phase("lookup")
         assert "Reading your SIM card" in k.texts()
         await k.shot("qr-00-reading-sim")
@@ -121,7 +122,9 @@ async def test_qr_topup_identified_by_sim(kiosk):
     row = k.rt.journal.transaction(ref)
     assert (row.outcome, row.paid, row.credited) == ("success", 9900, 9900)
     assert "Do not forget your SIM card!" in k.texts()
-    await k.tap("demo_sim_remove")
+    await k.tap("demo_vsim_remove")
+    await k.wait_for(lambda: not k.rt.state.sim_present, "the SIM taken back")
+    assert "Do not forget your SIM card!" not in k.texts()
     await k.tap("finish")
     await k.wait_phase("idle")
 
@@ -244,10 +247,10 @@ async def test_wrong_numbers_are_explained(kiosk):
     await k.wait_for(lambda: k.rt.state.notice == "number.unknown_prefix", "unknown prefix")
     assert k.phase == "identify"
     await k.shot("number-02-unknown-prefix")
-    await k.tap("demo_sim_unknown")              # a SIM the operator does not know
+    await k.tap("demo_vsim_unknown")              # a SIM the operator does not know
     await k.wait_for(lambda: k.rt.state.notice == "sim.unknown", "unknown SIM")
     assert UNKNOWN_SIM not in k.texts()
-    await k.tap("demo_sim_remove")
+    await k.tap("demo_vsim_remove")
 
 
 async def test_language_switch_keeps_the_place(kiosk):
@@ -347,3 +350,24 @@ async def test_a_question_left_open_does_not_outlive_its_screen(kiosk):
     await k.frames(2)
     assert k.widget("amount_ok") is None and k.widget("more_time") is None
     await k.shot("timeout-05-clean-start")
+
+
+@pytest.mark.parametrize("profile,notice,words", [
+    ("bank", "sim.not_sim", "This is not a SIM card"),
+    ("mute", "sim.mute", "Turn it over"),
+    ("bad_luhn", "sim.bad_iccid", "cannot be read"),
+])
+async def test_wrong_cards_in_the_sim_slot_are_explained(kiosk, profile, notice, words):
+    k = kiosk
+    await k.wait_phase("idle")
+    await k.tap(f"demo_vsim_{profile}")           # a card in the slot starts the visit
+    await k.wait_for(lambda: k.rt.state.notice == notice, notice)
+    assert k.phase == "identify" and words in k.texts()
+    await k.shot(f"sim-{profile}")
+    await k.tap("demo_vsim_remove")
+    await k.wait_for(lambda: not k.rt.state.sim_present, "the card taken back")
+    await k.tap("demo_vsim_pin")                  # then the right SIM (PIN on: ICCID only)
+    await k.wait_phase("confirm_number")
+    assert "0917•••4567" in k.texts()
+    await k.tap("demo_vsim_remove")
+    await k.tap("cancel")

@@ -1,0 +1,125 @@
+"""Technician diagnostics: `kiosk diag sim`.
+
+Exit codes of `kiosk diag sim`:
+  0  a SIM was read (its ICCID is printed in full: this is the technician's tool)
+  2  no card was inserted within --wait seconds
+  3  the card is not a SIM, is mute (upside down?) or has no valid ICCID
+  4  reader problem: PC/SC service not running, or no reader matches --reader
+  130  interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import time
+from typing import Any
+
+EXIT_OK, EXIT_NO_CARD, EXIT_NOT_SIM, EXIT_READER = 0, 2, 3, 4
+EXIT_INTERRUPTED = 130                       # Ctrl-C, as shells report SIGINT
+
+
+def _out(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    for key, value in result.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
+        elif isinstance(value, (list, tuple)):
+            value = ", ".join(map(str, value)) or "-"
+        print(f"{key:>12}: {value}")
+
+
+def diag_sim(reader: str, wait: float, as_json: bool) -> int:
+    from smartcard import scard as sc
+
+    from drivers.sim import pcsc
+
+    result: dict[str, Any] = {"reader": None}
+    try:
+        pattern = re.compile(reader)
+    except re.error as exc:
+        result.update(status="reader_problem", error=f"--reader is not a valid regular "
+                                                     f"expression: {exc}")
+        _out(result, as_json)
+        return EXIT_READER
+    if math.isnan(wait) or wait < 0:
+        wait = 0.0
+    hr, ctx = sc.SCardEstablishContext(sc.SCARD_SCOPE_USER)
+    if pcsc.u32(hr) != pcsc.S_OK:
+        result.update(status="reader_problem",
+                      error=f"PC/SC service not available (0x{pcsc.u32(hr):08X}): "
+                            "is pcscd running?")
+        _out(result, as_json)
+        return EXIT_READER
+    try:
+        hr, readers = sc.SCardListReaders(ctx, [])
+        readers = readers if pcsc.u32(hr) == pcsc.S_OK else []
+        matches = [r for r in readers if pattern.search(r)]
+        if not matches:
+            result.update(status="reader_problem", readers=readers,
+                          error=f"no reader matches {reader!r}")
+            _out(result, as_json)
+            return EXIT_READER
+        name = result["reader"] = matches[0]
+        t0 = time.monotonic()
+        state = pcsc.STATE_UNAWARE
+        while True:
+            left = wait - (time.monotonic() - t0)
+            # In short slices: Ctrl-C is only seen when the call returns (and an infinite
+            # or huge --wait stays a valid DWORD). A card still wakes the call at once.
+            timeout_ms = int(min(max(left, 0.0), 0.5) * 1000)
+            hr, new = sc.SCardGetStatusChange(ctx, timeout_ms, [(name, state)])
+            hr = pcsc.u32(hr)
+            if hr == pcsc.S_OK:
+                state = new[0][1] & ~pcsc.STATE_CHANGED
+                if state & pcsc.STATE_PRESENT:
+                    atr = bytes(new[0][2])
+                    break
+            elif hr != pcsc.E_TIMEOUT:
+                result.update(status="reader_problem", error=f"reader error 0x{hr:08X}")
+                _out(result, as_json)
+                return EXIT_READER
+            if time.monotonic() - t0 >= wait:
+                result.update(status="no_card", waited_s=round(wait, 1))
+                _out(result, as_json)
+                return EXIT_NO_CARD
+        present = time.monotonic()
+        result.update(atr=atr.hex(" ").upper(), waited_s=round(present - t0, 3))
+        if state & pcsc.STATE_MUTE:
+            result.update(status="not_sim", card_type="mute",
+                          error="the card does not answer (no ATR): turn it over")
+            _out(result, as_json)
+            return EXIT_NOT_SIM
+        try:
+            info = pcsc.connect_and_read(sc, ctx, name)
+        except pcsc.CardUnreadable as exc:
+            result.update(status="not_sim",
+                          card_type="not a SIM" if exc.reason == "not_sim" else exc.reason,
+                          error=str(exc))
+            _out(result, as_json)
+            return EXIT_NOT_SIM
+        except pcsc._ServiceLost as exc:
+            result.update(status="reader_problem", error=str(exc))
+            _out(result, as_json)
+            return EXIT_READER
+        done = time.monotonic()
+        result.update(
+            status="read", card_type=info.kind.value.upper(), iccid=info.iccid,
+            spn=info.spn, imsi=info.imsi, msisdn=info.msisdn,
+            readable=list(info.readable), unreadable=dict(info.unreadable),
+            apdus=info.apdus, read_ms=round((done - present) * 1000, 2))
+        _out(result, as_json)
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("kiosk diag sim: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        sc.SCardReleaseContext(ctx)
+
+
+if __name__ == "__main__":
+    sys.exit(diag_sim(".*", 10, False))

@@ -1,0 +1,1 @@
+"""The PC/SC tests use the session's private pcscd: fixture `pcscd_rig` (tests/conftest.py)."""
