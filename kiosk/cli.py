@@ -6,7 +6,8 @@
     kiosk journal show REF [--json]
     kiosk diag sim [--reader REGEX] [--wait SECONDS] [--json]
 
-Exit codes: 0 ok, 1 not found / invalid, 2 configuration error.
+Exit codes: 0 ok, 1 not found / invalid, 2 configuration error, 64 wrong command line;
+`kiosk diag sim` has its own (see its --help).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import config as config_mod
 from .config import ConfigError, Settings
@@ -135,8 +136,17 @@ def cmd_diag_sim(args: argparse.Namespace) -> int:
     return diag_sim(args.reader, args.wait, args.json)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 64 (EX_USAGE), so they never look like a command's own result
+    (2 is "configuration error" here and "no card" for `diag sim`)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(64, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kiosk", description="Self-service prepaid top-up kiosk.")
+    p = _Parser(prog="kiosk", description="Self-service prepaid top-up kiosk.")
     p.add_argument("--config", type=Path, default=None,
                    help="kiosk.toml to use (default: config/kiosk.toml of the installation)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -175,8 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Wait for a card, then print its type (SIM / UICC / not a SIM / mute), "
                     "ICCID (in full), SPN, what was readable without PIN, and timings.",
         epilog="exit codes:\n  0  a SIM was read\n  2  no card within --wait seconds\n"
-               "  3  not a SIM, mute card or invalid ICCID\n"
-               "  4  reader problem (no PC/SC service, no matching reader)")
+               "  3  no ICCID from the card: not a SIM, mute (upside down), invalid ICCID,\n"
+               "     pulled out while being read\n"
+               "  4  reader problem (no PC/SC service, no matching reader, bad --reader)\n"
+               "  64 wrong command line   130 interrupted (Ctrl-C)")
     ds.add_argument("--reader", default=".*", help="regular expression for the reader name")
     ds.add_argument("--wait", type=float, default=30.0, help="seconds to wait for a card")
     ds.add_argument("--json", action="store_true")

@@ -9,6 +9,7 @@ path stays the same for the whole session, across `pcscd_rig.restart()`.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -27,3 +28,4 @@ def pcscd_rig() -> Iterator[PcscdRig]:
         yield _RIG
     finally:
         _RIG.stop()
+        shutil.rmtree(_RIG.base, ignore_errors=True)

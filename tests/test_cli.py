@@ -111,3 +111,9 @@ def test_run_without_display_says_so(tmp_path: Path) -> None:
     p = subprocess.run([*KIOSK, "run", "--data-dir", str(tmp_path)], capture_output=True,
                        text=True, cwd=ROOT, env=env, timeout=60)
     assert p.returncode == 1 and "no display" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("args", [["--bogus"], ["journal"], ["diag", "sim", "--wait", "x"]])
+def test_a_wrong_command_line_exits_64_not_a_result_code(args: list[str]) -> None:
+    p = run(*args)
+    assert p.returncode == 64 and "usage:" in p.stderr and "Traceback" not in p.stderr
