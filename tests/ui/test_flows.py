@@ -371,3 +371,26 @@ async def test_wrong_cards_in_the_sim_slot_are_explained(kiosk, profile, notice,
     assert "0917•••4567" in k.texts()
     await k.tap("demo_vsim_remove")
     await k.tap("cancel")
+
+
+async def test_sim_reader_lost_the_kiosk_goes_on_with_typed_numbers(kiosk, pcscd_rig):
+    k = kiosk
+    await k.tap("start")
+    await k.wait_phase("identify")
+    assert "Or insert your SIM card" in k.texts()
+    pcscd_rig.stop()                              # the PC/SC service dies
+    try:
+        await k.wait_for(lambda: not k.rt.state.device_ok("sim_reader"), "the reader lost", 10)
+        await k.frames(2)
+        assert "Or insert your SIM card" not in k.texts()
+        assert "Type your number on the keypad" in k.texts()
+        await k.shot("sim-reader-lost")
+        await k.type_digits(NUMBER)               # typing still works
+        await k.tap("number_ok")
+        await k.wait_phase("confirm_number")
+        await k.tap("number_no")
+    finally:
+        pcscd_rig.start()
+    await k.wait_for(lambda: k.rt.state.device_ok("sim_reader"), "the reader back", 15)
+    await k.frames(2)
+    assert "Or insert your SIM card" in k.texts()
