@@ -28,16 +28,20 @@ async def walk_through_screens(rt: object) -> None:
     import asyncio
 
     from kiosk import events as ev
-    acceptor = rt.devices["cash"]            # type: ignore[attr-defined]
-    for name in ("cash", "printer"):
+    for name in ("printer",):
         rt.devices[name].delay_s = 0.05     # type: ignore[attr-defined]
     # The processing screen stays up for a while: its animation once leaked ~500 MB/s.
     rt.devices["backend"].delay_s = 1.5     # type: ignore[attr-defined]
+    cash = rt.devices["cash"]               # type: ignore[attr-defined]
+    while not cash.ok:                      # the ID-003 acceptor resets at start
+        await asyncio.sleep(0.02)
     for e in (ev.Start(), ev.NumberEntered("09171234567"), ev.ConfirmNumber(True),
               ev.ChooseProduct("luzon-load", 2000), ev.ChoosePayment("cash")):
         rt.post(e)                           # type: ignore[attr-defined]
         await asyncio.sleep(0.2)
-    acceptor.insert(2000)
+    while cash.simulator.status().name != "IDLING":
+        await asyncio.sleep(0.02)
+    cash.simulator.insert(2000)
     while rt.state.phase.value != "result":  # type: ignore[attr-defined]
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.3)

@@ -9,7 +9,8 @@ from typing import Any
 _DRIVERS: dict[str, dict[str, str]] = {
     "sim_reader": {"simulated": "drivers.simulated:SimulatedSimReader",
                    "pcsc": "drivers.sim.pcsc:PcscSimReader"},
-    "cash": {"simulated": "drivers.simulated:SimulatedBillAcceptor"},
+    "cash": {"simulated": "drivers.simulated:SimulatedBillAcceptor",
+             "id003": "drivers.bill.acceptor:Id003Acceptor"},
     "card": {"simulated": "drivers.simulated:SimulatedCardTerminal"},
     "printer": {"simulated": "drivers.simulated:SimulatedPrinter"},
     "backend": {"simulated": "kiosk.backend.simulated:SimulatedBackend"},

@@ -5,6 +5,7 @@
     kiosk journal list [--status open|closed] [--limit N] [--json]
     kiosk journal show REF [--json]
     kiosk diag sim [--reader REGEX] [--wait SECONDS] [--json]
+    kiosk diag bill --port PATH [--accept N] [--timeout S] [--json]
 
 Exit codes: 0 ok, 1 not found / invalid, 2 configuration error, 64 wrong command line;
 `kiosk diag sim` has its own (see its --help).
@@ -145,6 +146,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(64, f"{self.prog}: error: {message}\n")
 
 
+def cmd_diag_bill(args: argparse.Namespace) -> int:
+    from .diag import diag_bill
+    s = _settings(args)
+    return diag_bill(args.port, args.accept, args.timeout, args.json, s.currency,
+                     s.cash_denominations)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="kiosk", description="Self-service prepaid top-up kiosk.")
     p.add_argument("--config", type=Path, default=None,
@@ -193,6 +201,22 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--wait", type=float, default=30.0, help="seconds to wait for a card")
     ds.add_argument("--json", action="store_true")
     ds.set_defaults(func=cmd_diag_sim)
+    db = dsub.add_parser(
+        "bill", help="reset the ID-003 note acceptor, take notes, print every event",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Reset and enable the acceptor on PORT, print one line per event "
+                    "(escrow with value, credited, returned, rejected with reason, fault), "
+                    "stack up to N notes, then inhibit it and exit. The denominations and "
+                    "currency come from the configuration.",
+        epilog="exit codes:\n  0  N notes stacked (with --accept 0: the acceptor is ready)\n"
+               "  2  the timeout came before N notes\n"
+               "  4  the acceptor never became ready (port, cable, currency table)\n"
+               "  64 wrong command line   130 interrupted (Ctrl-C)")
+    db.add_argument("--port", required=True, help="serial port, e.g. /dev/kiosk-acceptor")
+    db.add_argument("--accept", type=int, default=1, help="notes to stack (default 1)")
+    db.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    db.add_argument("--json", action="store_true", help="JSON lines")
+    db.set_defaults(func=cmd_diag_bill)
     return p
 
 

@@ -123,3 +123,114 @@ def diag_sim(reader: str, wait: float, as_json: bool) -> int:
 
 if __name__ == "__main__":
     sys.exit(diag_sim(".*", 10, False))
+
+
+# ---------------------------------------------------------------- kiosk diag bill
+BILL_EXIT = {"ok": 0, "timeout": 2, "device": 4}
+
+
+def diag_bill(port: str, accept: int, timeout: float, as_json: bool, currency: str,
+              denominations: tuple[int, ...]) -> int:
+    """Reset and enable the acceptor, stack up to `accept` notes, print one line per
+    event, inhibit, exit. Exit codes: 0 `accept` notes stacked (or 0 asked), 2 the
+    timeout came first, 4 the acceptor never became ready (port, wiring, currency)."""
+    import asyncio
+    import queue as queue_mod
+
+    from drivers.bill.acceptor import Id003Acceptor
+    from drivers.bill.id003 import Status
+    from kiosk import events as ev
+    from kiosk.money import fmt
+
+    def line(kind: str, **data: Any) -> None:
+        if as_json:
+            print(json.dumps({"event": kind, **data}), flush=True)
+        else:
+            text = ", ".join(f"{k}={fmt(v, currency) if k == 'value' else v}"
+                             for k, v in data.items())
+            print(f"{time.strftime('%H:%M:%S')} {kind:<10} {text}", flush=True)
+
+    async def run() -> str:
+        acc = Id003Acceptor(port=port, denominations=denominations, currency=currency)
+        events: queue_mod.Queue[ev.Record] = queue_mod.Queue()
+        acc.commit = lambda e: events.put(e) is None
+        await acc.start(events.put)
+        stacked, ready, in_flight, closing = 0, False, False, False
+
+        def handle(e: ev.Record) -> str | None:
+            nonlocal stacked, ready, in_flight
+            match e:
+                case ev.DeviceStatus(ok=True):
+                    ready = True
+                    line("ready", detail=e.detail, version=acc.version)
+                    if accept == 0:
+                        return "ok"
+                    if not closing:
+                        acc.enable()
+                case ev.DeviceStatus(ok=False):
+                    line("fault" if ready else "not_ready", detail=e.detail)
+                case ev.NoteEscrowed(value=v):
+                    line("escrow", value=v)
+                    if closing or in_flight or stacked >= accept:
+                        acc.return_note(v)
+                    else:
+                        in_flight = True
+                        acc.stack(v)
+                        if stacked + 1 >= accept:
+                            acc.disable()       # the last note: close the slot behind it
+                case ev.NoteCredited(value=v):
+                    stacked += 1
+                    in_flight = False
+                    line("credited", value=v, count=stacked)
+                    if stacked >= accept:
+                        return "ok"
+                case ev.NoteReturned(value=v):
+                    line("returned", value=v)
+                    if in_flight:               # the note we stacked came back after all
+                        in_flight = False
+                        if not closing:
+                            acc.enable()
+                case ev.NoteRejected(reason=r):
+                    line("rejected", reason=r)
+                case ev.CashFault(reason=r, in_doubt=d):
+                    in_flight = False
+                    line("fault", reason=r, in_doubt=d)
+                case ev.NoteAtPowerUp(where=w):
+                    line("power_up_bill", where=w)
+            return None
+
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    e = await asyncio.to_thread(events.get, True, 0.2)
+                except queue_mod.Empty:
+                    continue
+                outcome = handle(e)
+                if outcome is not None:
+                    return outcome
+            return "timeout" if ready else "device"
+        finally:
+            closing = True
+            if acc.ok:
+                # Inhibit, then serve events until the acceptor reports DISABLED with no
+                # note in it (at most 5 s): a note drawn in before the inhibit took effect
+                # is given back, not left in escrow with no host to decide on it.
+                acc.disable()
+                polls, settle_end = acc.polls, time.monotonic() + 5.0
+                while acc.ok and time.monotonic() < settle_end and not (
+                        acc.polls >= polls + 2 and acc.status is Status.DISABLED
+                        and acc.note is None and events.empty()):
+                    try:
+                        handle(await asyncio.to_thread(events.get, True, 0.05))
+                    except queue_mod.Empty:
+                        pass
+            await acc.stop()
+
+    try:
+        outcome = asyncio.run(run())
+    except KeyboardInterrupt:
+        print("kiosk diag bill: interrupted", file=sys.stderr)
+        return 130
+    line("done", outcome=outcome)
+    return BILL_EXIT[outcome]

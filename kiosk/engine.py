@@ -370,8 +370,17 @@ class Engine:
                     # The cancel waited for the note in escrow; it is decided: finish the cancel.
                     return self._on_pay_cash(s, ev.Cancel())
                 return s, []
-            case ev.CashFault():
+            case ev.CashFault(in_doubt=in_doubt):
                 s = self._with_device(s, "cash", False)
+                if in_doubt:
+                    # The note left the customer's hand and was being stacked when the
+                    # acceptor failed: it is the customer's money in the machine, counted as
+                    # paid (the cash count settles where it physically is).
+                    t = replace(t, paid=t.paid + in_doubt, notes=t.notes + (in_doubt,))
+                    s = replace(s, txn=t, escrow=0)
+                    if t.paid >= t.amount and not t.cancel_requested:
+                        s, effects = self._fulfil(s)
+                        return s, [ev.DisableCash(), *effects]
                 if t.paid:
                     s, effects = self._to_voucher(s, "cash_fault")
                     return s, [ev.DisableCash(), *effects]

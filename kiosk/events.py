@@ -150,7 +150,16 @@ class NoteRejected(Record):
 @dataclass(frozen=True)
 class CashFault(Record):
     money = True
-    reason: str
+    reason: str                      # "acceptor_jam", "stacker_full", "stuck_stacking", ...
+    in_doubt: int = 0                # a note being stacked when it happened: count the box
+
+
+@dataclass(frozen=True)
+class NoteAtPowerUp(Record):
+    """The acceptor restarted with a note inside: kept for reconciliation, never dropped."""
+    money = True
+    where: str                       # "stacker" | "acceptor"
+    value: int = 0                   # the note the kiosk had in flight, 0 if none known
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ rebuilt from the journal, that works on them until every unit of money is accoun
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 from collections import deque
@@ -110,6 +111,8 @@ class Runtime:
                 opts = dict(dev.options)
                 if name == "cash":
                     opts.setdefault("denominations", settings.cash_denominations)
+                    if dev.driver != "simulated":
+                        opts.setdefault("currency", settings.currency)
                 if name == "wallet":
                     opts.setdefault("currency", settings.currency)
                     opts.setdefault("merchant_name", settings.merchant_name)
@@ -140,6 +143,8 @@ class Runtime:
     # ------------------------------------------------------------------ life cycle
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        if hasattr(self.devices["cash"], "commit"):
+            self.devices["cash"].commit = self.post_threadsafe_wait
         for name in ("sim_reader", "cash", "card", "printer"):
             try:
                 await self.devices[name].start(self.post_threadsafe)
@@ -183,6 +188,25 @@ class Runtime:
     def post_threadsafe(self, e: ev.Record) -> None:
         assert self.loop is not None
         self.loop.call_soon_threadsafe(self.post, e)
+
+    def post_threadsafe_wait(self, e: ev.Record, timeout: float = 2.0) -> bool:
+        """From a device thread: post and wait until the event is journaled and stepped.
+        The bill acceptor ACKs vend valid only after this returns True."""
+        assert self.loop is not None
+        done = concurrent.futures.Future[bool]()
+
+        def deliver() -> None:
+            try:
+                self.post(e)
+                done.set_result(True)
+            except BaseException as exc:   # noqa: BLE001 - handed to the waiting thread
+                done.set_exception(exc)
+        self.loop.call_soon_threadsafe(deliver)
+        try:
+            return done.result(timeout)
+        except Exception:   # noqa: BLE001 - not journaled in time: the caller must not ACK
+            log.exception("%s not confirmed", type(e).__name__)
+            return False
 
     def touched(self) -> None:
         """The customer did something: restart the inactivity clock, drop any warning."""

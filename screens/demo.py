@@ -86,12 +86,17 @@ class DemoPanel(Panel):
                                      lambda: self._sim(UNKNOWN_SIM)))
             btns.append(small_button("Remove SIM", "demo_sim_remove", self._sim_remove))
             self.grid(btns)
-        if hasattr(cash, "insert"):
-            self.section("Note reader: insert a note")
+        device = getattr(cash, "simulator", None) or cash
+        if hasattr(device, "insert"):
+            title = "ID-003 note reader" if device is not cash else "Note reader"
+            self.section(f"{title}: insert a note")
             btns = [small_button(display(v, cur), f"demo_note_{v}",
                                  lambda v=v: self._note(v))
                     for v in cash.denominations]
-            btns.append(small_button("Fake note", "demo_note_fake", lambda: self._note(1)))
+            btns.append(small_button("Fake note", "demo_note_fake", self._fake_note))
+            if device is not cash:
+                btns.append(small_button("Jam", "demo_cash_jam", device.jam_after_escrow))
+                btns.append(small_button("Clear fault", "demo_cash_clear", device.clear_fault))
             self.grid(btns, cols=3)
         if hasattr(wallet, "pay"):
             self.section("Customer's wallet app")
@@ -154,11 +159,24 @@ class DemoPanel(Panel):
         self.d["sim_reader"].remove()
         self.say("SIM removed")
 
+    def _device(self) -> Any:
+        cash = self.d["cash"]
+        return getattr(cash, "simulator", None) or cash
+
     def _note(self, value: int) -> None:
-        ok = self.d["cash"].insert(value)
+        ok = self._device().insert(value)
         cur = self.ctx.catalog.currency
-        self.say(f"note {display(value, cur)} inserted" if ok else
+        self.say(f"note {display(value, cur)} inserted" if ok is not False else
                  "note pushed back: the reader is not taking notes now")
+
+    def _fake_note(self) -> None:
+        device = self._device()
+        if hasattr(device, "counterfeit"):
+            device.counterfeit()
+            device.insert(self.d["cash"].denominations[0])
+        else:
+            device.insert(1)
+        self.say("a counterfeit note inserted")
 
     def _ref(self) -> str | None:
         return self.ctx.rt.state.txn.ref

@@ -51,13 +51,18 @@ from kiosk import config, events as ev
 from kiosk.runtime import Runtime
 async def main():
     rt = Runtime(config.load(data_dir={str(tmp_path)!r}))
-    for d in ("cash", "printer", "backend"):
+    for d in ("printer", "backend"):
         rt.devices[d].delay_s = 0.01
     await rt.start()
+    while not rt.devices["cash"].ok:               # the ID-003 acceptor resets at start
+        await asyncio.sleep(0.02)
     for e in (ev.Start(), ev.NumberEntered("09171234567"), ev.ConfirmNumber(True),
               ev.ChooseProduct("luzon-load", 2000), ev.ChoosePayment("cash")):
         rt.post(e)
-    rt.devices["cash"].insert(2000)
+    sim = rt.devices["cash"].simulator
+    while sim.status().name != "IDLING":
+        await asyncio.sleep(0.02)
+    sim.insert(2000)
     while rt.state.phase.value != "result":
         await asyncio.sleep(0.01)
     print(rt.state.txn.ref)

@@ -27,7 +27,10 @@ def test_default_config_loads(tmp_path: Path) -> None:
     assert s.ui.idle_timeout_s == 60
     assert s.ui.languages == ("en", "zh_CN")
     assert set(s.devices) == {"sim_reader", "cash", "card", "printer", "backend", "wallet"}
-    assert all(d.driver == "simulated" for d in s.devices.values())
+    assert {n: d.driver for n, d in s.devices.items()} == {
+        "sim_reader": "simulated", "cash": "id003", "card": "simulated",
+        "printer": "simulated", "backend": "simulated", "wallet": "simulated"}
+    assert s.devices["cash"].options["simulator"] is True
     assert s.data_dir == tmp_path
     assert s.journal_path == tmp_path / "journal.sqlite3"
     assert len(s.catalog.products) == 14
@@ -73,7 +76,7 @@ DEFECTS = [
     Defect("duplicate_denomination", "kiosk.toml", r'^cash_denominations = .*$',
            'cash_denominations = ["20.00", "20"]', "kiosk.toml", "payments.cash_denominations",
            r"distinct"),
-    Defect("unknown_driver", "kiosk.toml", r'^(\[cash\]\n)driver = "simulated"',
+    Defect("unknown_driver", "kiosk.toml", r'^(\[cash\]\n)driver = "id003"',
            r'\1driver = "id003-nope"', "kiosk.toml", "cash.driver",
            r"unknown driver 'id003-nope'"),
     Defect("unknown_backend_driver", "kiosk.toml", r'^(\[backend\]\n)driver = "simulated"',

@@ -52,6 +52,8 @@ class Kiosk:
 
     async def tap(self, action: str) -> None:
         from kivy.tests.common import UnitTestTouch
+        if action.startswith("demo_note_"):
+            await self.note_reader_ready()
         w = await self.wait_for(lambda: self.widget(action), f"a button '{action}'")
         assert not w.disabled, f"button '{action}' is disabled"
         await self.frames(1)
@@ -59,6 +61,13 @@ class Kiosk:
         touch.touch_down()
         touch.touch_up()
         await self.frames(1)
+
+    async def note_reader_ready(self) -> None:
+        """A customer pushes a note in when the reader takes it: the ID-003 device must be
+        idle (enabled, not still stacking the last note)."""
+        from drivers.bill.id003 import Status
+        sim = self.rt.devices["cash"].simulator
+        await self.wait_for(lambda: sim.status() is Status.IDLING, "the note reader idle")
 
     async def type_digits(self, digits: str) -> None:
         for d in digits:
@@ -126,10 +135,14 @@ async def kiosk_session(pcscd_rig: Any) -> Any:
     from screens.app import KioskApp
 
     rt = Runtime(settings)
-    for name in ("cash", "card", "printer", "backend", "wallet"):
+    for name in ("card", "printer", "backend", "wallet"):
         rt.devices[name].delay_s = FAST
     rt.devices["backend"].timeout_s = 0.3
     await rt.start()
+    deadline = time.monotonic() + 10              # the ID-003 acceptor resets at start
+    while not rt.state.device_ok("cash") or rt.devices["cash"].ok is not True:
+        assert time.monotonic() < deadline, "the note acceptor never became ready"
+        await asyncio.sleep(0.05)
     app = KioskApp(rt)
     task = asyncio.ensure_future(app.async_run(async_lib="asyncio"))
     deadline = time.monotonic() + 20

@@ -34,7 +34,7 @@ async def to_products(k, number: str = NUMBER, shots: str = "") -> None:
 
 async def test_cash_topup_with_change_voucher(kiosk):
     k = kiosk
-    acceptor, printer = k.rt.devices["cash"], k.rt.devices["printer"]
+    acceptor, printer = k.rt.devices["cash"].simulator, k.rt.devices["printer"]
     stacked_before, printed_before = sum(acceptor.record.stacked), len(printer.printed)
     await k.shot("cash-01-attract")
     await to_products(k, shots="cash")

@@ -1,0 +1,262 @@
+"""The ID-003 driver against the byte-exact device simulator, through a real pty.
+
+In every scenario the money the kiosk counted equals the device's own record of notes
+that left the customer's hand (stacked, or jammed inside), and nothing is credited before
+it is confirmed (journal first, then ACK).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import time
+from typing import Any
+
+import pytest
+
+from drivers.bill.acceptor import Id003Acceptor
+from drivers.bill.id003 import Status
+from kiosk import events as ev
+
+NOTES = (2000, 5000, 10000, 20000, 50000, 100000)
+
+
+class Harness:
+    """The driver with a kiosk stand-in: events queued; commits journaled in a list."""
+
+    def __init__(self, **opts: Any) -> None:
+        opts = {"poll_ms": 60, "denominations": NOTES, "simulator": True, **opts}
+        self.acc = Id003Acceptor(**opts)
+        self.sim = self.acc.simulator
+        self.events: queue.Queue[ev.Record] = queue.Queue()
+        self.seen: list[ev.Record] = []
+        self.journal: list[tuple[int, int]] = []     # (value, device ACKs at commit time)
+        self.acc.commit = self._commit
+
+    def _commit(self, e: ev.Record) -> bool:
+        # The ACK must not have reached the device when the credit is journaled.
+        self.journal.append((e.value, self.sim.record.vend_valid_acked))
+        self.events.put(e)
+        return True
+
+    @property
+    def credited(self) -> int:
+        return sum(v for v, _ in self.journal)
+
+    async def start(self) -> "Harness":
+        await self.acc.start(self.events.put)
+        await self.expect(ev.DeviceStatus, ok=True)
+        return self
+
+    async def expect(self, kind: type, timeout: float = 5.0, **attrs: Any) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {kind.__name__}{attrs or ''} within {timeout} s; "
+                                     f"saw {self.seen}")
+            try:
+                e = await asyncio.to_thread(self.events.get, True, min(left, 0.1))
+            except queue.Empty:
+                continue
+            self.seen.append(e)
+            if isinstance(e, kind) and all(getattr(e, k) == v for k, v in attrs.items()):
+                return e
+
+    async def enabled(self) -> None:
+        """enable() is sent at the next poll: wait until the device takes notes."""
+        self.acc.enable()
+        await self.ready()
+
+    async def ready(self) -> None:
+        """A customer pushes the next note in when the acceptor is idle again."""
+        deadline = time.monotonic() + 3
+        while self.sim.status() is not Status.IDLING:
+            assert time.monotonic() < deadline, f"still {self.sim.status().name}"
+            await asyncio.sleep(0.02)
+
+    async def pay(self, value: int) -> None:
+        await self.ready()
+        assert self.sim.insert(value)
+        await self.expect(ev.NoteEscrowed, value=value)
+        self.acc.stack(value)
+        await self.expect(ev.NoteCredited, value=value)
+
+
+@pytest.fixture
+async def h():
+    harness = await Harness().start()
+    await harness.enabled()
+    yield harness
+    await harness.acc.stop()
+
+
+async def test_notes_are_credited_at_vend_valid_after_the_journal_then_acked(h):
+    for v in (2000, 5000, 100000):
+        await h.pay(v)
+    await asyncio.sleep(0.3)
+    assert h.sim.record.stacked == [2000, 5000, 100000]
+    assert h.credited == sum(h.sim.record.stacked)
+    assert [acks for _, acks in h.journal] == [0, 1, 2]      # journaled before each ACK
+    assert h.sim.record.vend_valid_acked == 3
+    assert not any(isinstance(e, ev.NoteCredited) for e in h.seen[:1])
+
+
+async def test_a_note_the_engine_returns_goes_back_and_is_never_credited(h):
+    assert h.sim.insert(50000)
+    await h.expect(ev.NoteEscrowed, value=50000)
+    h.acc.return_note(50000)
+    await h.expect(ev.NoteReturned, value=50000)
+    assert h.sim.record.returned == [50000] and h.sim.record.stacked == []
+    assert h.credited == 0
+
+
+async def test_counterfeit_is_rejected_with_its_reason(h):
+    h.sim.counterfeit(0x72)
+    h.sim.insert(2000)
+    e = await h.expect(ev.NoteRejected)
+    assert "magnetic" in e.reason or e.reason.startswith("0x72") or e.reason
+    assert h.credited == 0 and h.sim.record.stacked == []
+    await h.pay(2000)                                 # the next good note goes through
+
+
+async def test_a_note_left_in_escrow_is_returned_after_the_escrow_timeout():
+    h = await Harness(escrow_timeout_s=0.5).start()
+    try:
+        await h.enabled()
+        h.sim.insert(2000)
+        await h.expect(ev.NoteEscrowed)               # the engine never decides
+        await h.expect(ev.NoteReturned, value=2000, timeout=4)
+        assert h.sim.record.returned == [2000] and h.credited == 0
+    finally:
+        await h.acc.stop()
+
+
+@pytest.mark.parametrize("where,status", [("stacker", "stacker_jam"),
+                                          ("acceptor", "acceptor_jam")])
+async def test_jam_after_escrow_inhibits_and_counts_the_note_in_doubt(h, where, status):
+    await h.pay(2000)
+    h.sim.jam_after_escrow(where)
+    await h.ready()
+    h.sim.insert(5000)
+    await h.expect(ev.NoteEscrowed, value=5000)
+    h.acc.stack(5000)
+    fault = await h.expect(ev.CashFault)
+    assert fault.reason == status and fault.in_doubt == 5000
+    await h.expect(ev.DeviceStatus, ok=False)
+    assert h.sim.device.inhibited
+    h.sim.clear_fault()                                # the technician clears it
+    await h.expect(ev.DeviceStatus, ok=True)
+    # The kiosk's count (credited + in doubt) equals what left customers' hands: a note
+    # jammed at the stacker ends in the box; one jammed in the acceptor's path is taken out
+    # by the technician clearing the jam, and counted with the box.
+    assert h.sim.record.jammed == [5000]
+    in_path = 0 if where == "stacker" else sum(h.sim.record.jammed)
+    assert h.credited + fault.in_doubt == sum(h.sim.record.stacked) + in_path
+
+
+@pytest.mark.parametrize("fault,reason", [("stacker_full", "stacker_full"),
+                                          ("stacker_open", "stacker_open"),
+                                          ("cheat", "cheated"), ("failure", "failure")])
+async def test_faults_put_cash_out_of_service_until_cleared(h, fault, reason):
+    getattr(h.sim, fault)()
+    e = await h.expect(ev.CashFault)
+    assert e.reason == reason and e.in_doubt == 0
+    await h.expect(ev.DeviceStatus, ok=False)
+    h.sim.clear_fault()
+    await h.expect(ev.DeviceStatus, ok=True)
+    await h.enabled()
+    await h.pay(2000)
+
+
+async def test_a_stuck_transient_state_is_a_fault():
+    h = await Harness(transient_timeout_s=0.6).start()
+    try:
+        await h.enabled()
+        h.sim.insert(2000)
+        await h.expect(ev.NoteEscrowed)
+        h.sim.stuck(Status.STACKING, 3.0)
+        h.acc.stack(2000)
+        e = await h.expect(ev.CashFault, timeout=4)
+        assert e.reason == "stuck_stacking" and e.in_doubt == 2000
+    finally:
+        await h.acc.stop()
+
+
+async def test_power_up_with_a_bill_in_the_stacker_is_journaled_for_reconciliation():
+    h = Harness()
+    h.sim.power_up_with_bill("stacker", 5000)
+    await h.acc.start(h.events.put)
+    try:
+        e = await h.expect(ev.NoteAtPowerUp)
+        assert e.where == "stacker"
+        await h.expect(ev.DeviceStatus, ok=True)
+        assert 5000 in h.sim.record.stacked and h.credited == 0
+    finally:
+        await h.acc.stop()
+
+
+async def test_unplugged_while_idle_reconnects_by_itself(h):
+    h.sim.unplug(0.8)
+    lost = await h.expect(ev.DeviceStatus, ok=False)
+    assert "unavailable" in lost.detail or "answer" in lost.detail or "restarted" in lost.detail
+    assert h.sim.wait_plugged(5)
+    await h.expect(ev.DeviceStatus, ok=True, timeout=8)
+    await h.enabled()
+    await h.pay(2000)
+    assert h.credited == sum(h.sim.record.stacked)
+
+
+async def test_unplugged_while_stacking_the_note_is_not_lost(h):
+    h.sim.insert(10000)
+    await h.expect(ev.NoteEscrowed, value=10000)
+    h.sim.stuck(Status.STACKING, 1.0)
+    h.acc.stack(10000)
+    await asyncio.sleep(0.2)                          # STACK sent, note moving
+    h.sim.unplug(0.5)
+    await h.expect(ev.NoteCredited, value=10000, timeout=10)
+    await asyncio.sleep(0.3)
+    assert h.credited == sum(h.sim.record.stacked) == 10000
+
+
+@pytest.mark.parametrize("fault", ["garbage", "bad_crc", "slow"])
+async def test_line_noise_and_slow_replies_lose_nothing(h, fault):
+    if fault == "garbage":
+        h.sim.garbage(7)
+    elif fault == "bad_crc":
+        h.sim.bad_crc_next()
+    else:
+        h.sim.slow(0.12)
+    await h.pay(2000)
+    h.sim.slow(0)
+    await h.pay(5000)
+    await asyncio.sleep(0.3)
+    assert h.credited == sum(h.sim.record.stacked) == 7000
+    assert len(h.journal) == 2                        # a repeated VEND VALID is not credited
+
+
+async def test_currency_table_that_lacks_a_configured_note_keeps_cash_out_of_service():
+    from drivers.bill.simulator import Id003Simulator
+    sim = Id003Simulator().start()                     # a PHP acceptor: no 75-peso note
+    acc = Id003Acceptor(port=sim.link, poll_ms=50, denominations=(2000, 5000, 7500))
+    events: queue.Queue[ev.Record] = queue.Queue()
+    await acc.start(events.put)
+    try:
+        e = await asyncio.to_thread(events.get, True, 5)
+        assert isinstance(e, ev.DeviceStatus) and not e.ok
+        assert "currency table lacks [7500]" in e.detail
+        assert sim.device.inhibited
+    finally:
+        await acc.stop()
+        sim.stop()
+
+
+async def test_no_port_is_reported_and_retried(tmp_path):
+    acc = Id003Acceptor(port=str(tmp_path / "no-such-port"), poll_ms=50, denominations=NOTES)
+    events: queue.Queue[ev.Record] = queue.Queue()
+    await acc.start(events.put)
+    try:
+        e = await asyncio.to_thread(events.get, True, 5)
+        assert isinstance(e, ev.DeviceStatus) and not e.ok and "unavailable" in e.detail
+    finally:
+        await acc.stop()
