@@ -107,7 +107,7 @@ class ResultScreen(KioskScreen):
             self.details.text = (reason + "\n" if reason else "") + _(
                 "Your card payment of {amount} was reversed: nothing was charged.").format(
                 amount=money(t.refunded))
-        elif t.outcome is Outcome.CANCELLED:
+        elif t.outcome is Outcome.CANCELLED and t.failure in ("", "cancelled"):
             self.headline.text = _("Cancelled")
             self.headline.color = theme.TEXT
             self.details.text = _("Your number was not topped up.")

@@ -54,9 +54,11 @@ class Kiosk:
         from kivy.tests.common import UnitTestTouch
         if action.startswith("demo_note_"):
             await self.note_reader_ready()
+        await self.wait_for(lambda: self.widget(action), f"a button '{action}'")
+        await self.frames(1)
+        # Screens rebuild their buttons on every state change: touch the one on screen now.
         w = await self.wait_for(lambda: self.widget(action), f"a button '{action}'")
         assert not w.disabled, f"button '{action}' is disabled"
-        await self.frames(1)
         touch = UnitTestTouch(*w.to_window(*w.center))
         touch.touch_down()
         touch.touch_up()

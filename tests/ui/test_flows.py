@@ -394,3 +394,34 @@ async def test_sim_reader_lost_the_kiosk_goes_on_with_typed_numbers(kiosk, pcscd
     await k.wait_for(lambda: k.rt.state.device_ok("sim_reader"), "the reader back", 15)
     await k.frames(2)
     assert "Or insert your SIM card" in k.texts()
+
+
+async def test_a_jammed_note_reader_gives_a_voucher_and_hides_cash(kiosk):
+    k = kiosk
+    sim = k.rt.devices["cash"].simulator
+    await to_products(k)
+    await k.tap("product_luzon-load_5000")
+    await k.tap("pay_cash")
+    await k.wait_for(lambda: k.rt.state.txn.ref, "a reference")
+    ref = k.rt.state.txn.ref
+    await k.tap("demo_cash_jam")                  # the next note jams while being stacked
+    await k.tap("demo_note_2000")
+    await k.wait_phase("result", 10)
+    row = k.rt.journal.transaction(ref)
+    assert (row.paid, row.voucher) == (2000, 2000)    # the note in doubt is the customer's
+    text = k.texts()
+    assert "The note reader stopped working." in text and "voucher" in text
+    assert "Cancelled" not in text                # the customer did not cancel anything
+    await k.shot("cash-fault-01-voucher")
+    await k.tap("finish")
+    await to_products(k)
+    await k.tap("product_luzon-load_2000")
+    await k.wait_phase("choose_payment")
+    assert k.widget("pay_cash") is None and k.widget("pay_qr") is not None
+    await k.shot("cash-fault-02-cash-hidden")
+    await k.tap("demo_cash_clear")                # the technician clears the jam
+    await k.wait_for(lambda: k.rt.state.device_ok("cash"), "cash back", 8)
+    k.rt.post(__import__("kiosk.events", fromlist=["Back"]).Back())
+    await k.tap("product_luzon-load_2000")
+    assert k.widget("pay_cash") is not None
+    assert sum(sim.record.stacked) >= 2000
