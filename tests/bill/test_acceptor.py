@@ -17,26 +17,26 @@ import pytest
 from drivers.bill.acceptor import Id003Acceptor
 from drivers.bill.id003 import Status
 from kiosk import events as ev
+from tests.events import EventQueue
 
 NOTES = (2000, 5000, 10000, 20000, 50000, 100000)
 
 
-class Harness:
+class Harness(EventQueue):
     """The driver with a kiosk stand-in: events queued; commits journaled in a list."""
 
     def __init__(self, **opts: Any) -> None:
+        super().__init__()
         opts = {"poll_ms": 60, "denominations": NOTES, "simulator": True, **opts}
         self.acc = Id003Acceptor(**opts)
         self.sim = self.acc.simulator
-        self.events: queue.Queue[ev.Record] = queue.Queue()
-        self.seen: list[ev.Record] = []
         self.journal: list[tuple[int, int]] = []     # (value, device ACKs at commit time)
         self.acc.commit = self._commit
 
     def _commit(self, e: ev.Record) -> bool:
         # The ACK must not have reached the device when the credit is journaled.
         self.journal.append((e.value, self.sim.record.vend_valid_acked))
-        self.events.put(e)
+        self.put(e)
         return True
 
     @property
@@ -44,24 +44,9 @@ class Harness:
         return sum(v for v, _ in self.journal)
 
     async def start(self) -> "Harness":
-        await self.acc.start(self.events.put)
+        await self.acc.start(self.put)
         await self.expect(ev.DeviceStatus, ok=True)
         return self
-
-    async def expect(self, kind: type, timeout: float = 5.0, **attrs: Any) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no {kind.__name__}{attrs or ''} within {timeout} s; "
-                                     f"saw {self.seen}")
-            try:
-                e = await asyncio.to_thread(self.events.get, True, min(left, 0.1))
-            except queue.Empty:
-                continue
-            self.seen.append(e)
-            if isinstance(e, kind) and all(getattr(e, k) == v for k, v in attrs.items()):
-                return e
 
     async def enabled(self) -> None:
         """enable() is sent at the next poll: wait until the device takes notes."""
@@ -186,7 +171,7 @@ async def test_a_stuck_transient_state_is_a_fault():
 async def test_power_up_with_a_bill_in_the_stacker_is_journaled_for_reconciliation():
     h = Harness()
     h.sim.power_up_with_bill("stacker", 5000)
-    await h.acc.start(h.events.put)
+    await h.acc.start(h.put)
     try:
         e = await h.expect(ev.NoteAtPowerUp)
         assert e.where == "stacker"

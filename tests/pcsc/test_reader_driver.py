@@ -7,56 +7,35 @@ driver posts to the kiosk, exactly as the engine would receive them.
 from __future__ import annotations
 
 import asyncio
-import queue
 import time
-from typing import Any
-
 import pytest
 
 from drivers.sim.pcsc import PcscSimReader
 from drivers.sim.virtual import PROFILES, VpcdCard
 from kiosk import events as ev
 
+from tests.events import EventQueue
+
 from .rig import PcscdRig
 
 EMPTY = 0x0010                                 # SCARD_STATE_EMPTY
 
 
-class Driver:
-    """A started PcscSimReader whose events land in a queue."""
+class Driver(EventQueue):
+    """A started PcscSimReader whose events land in the queue."""
 
     def __init__(self, reader: PcscSimReader) -> None:
+        super().__init__()
         self.reader = reader
-        self.events: queue.Queue[ev.Record] = queue.Queue()
-        self.seen: list[ev.Record] = []
 
     async def start(self) -> "Driver":
-        await self.reader.start(self.events.put)
+        await self.reader.start(self.put)
         return self
-
-    async def expect(self, kind: type, timeout: float = 6.0, **attrs: Any) -> Any:
-        """The next event of that kind (and attributes); other events are kept in `seen`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no {kind.__name__}{attrs or ''} within {timeout} s; "
-                                     f"saw {self.seen}")
-            try:
-                e = await asyncio.to_thread(self.events.get, True, min(left, 0.2))
-            except queue.Empty:
-                continue
-            self.seen.append(e)
-            if isinstance(e, kind) and all(getattr(e, k) == v for k, v in attrs.items()):
-                return e
 
     async def quiet(self, seconds: float) -> list[ev.Record]:
         """Everything posted in the next `seconds` (to check nothing more happens)."""
         await asyncio.sleep(seconds)
-        out = []
-        while not self.events.empty():
-            out.append(self.events.get_nowait())
-        return out
+        return self.drain()
 
 
 @pytest.fixture
