@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import termios
 import threading
 import time
 from typing import Any, Callable
@@ -71,6 +72,7 @@ class Id003Acceptor(BillAcceptor):
             self.port = self.simulator.link
         self._commands: queue.Queue[tuple[int, bytes]] = queue.Queue()
         self._stop = threading.Event()
+        self._wake = threading.Event()           # a command is queued: do not wait the poll
         self._thread: threading.Thread | None = None
         self._serial: Any = None
         self._decoder = id003.Decoder()
@@ -97,8 +99,13 @@ class Id003Acceptor(BillAcceptor):
         self._thread = threading.Thread(target=self._run, name="id003", daemon=True)
         self._thread.start()
 
+    def _queue(self, cmd: int, data: bytes = b"") -> None:
+        self._commands.put((cmd, data))
+        self._wake.set()
+
     async def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=3)
         if self.simulator is not None:
@@ -106,17 +113,17 @@ class Id003Acceptor(BillAcceptor):
 
     def enable(self) -> None:
         self.enabled = True
-        self._commands.put((Command.INHIBIT, b"\x00"))
+        self._queue(Command.INHIBIT, b"\x00")
 
     def disable(self) -> None:
         self.enabled = False
-        self._commands.put((Command.INHIBIT, b"\x01"))
+        self._queue(Command.INHIBIT, b"\x01")
 
     def stack(self, value: int) -> None:
-        self._commands.put((Command.STACK_1, b""))
+        self._queue(Command.STACK_1)
 
     def return_note(self, value: int) -> None:
-        self._commands.put((Command.RETURN, b""))
+        self._queue(Command.RETURN)
 
     def diagnostics(self) -> dict[str, object]:
         return {"driver": "id003", "port": self.port, "ok": self.ok, "fault": self.fault,
@@ -143,7 +150,7 @@ class Id003Acceptor(BillAcceptor):
         try:
             self._serial = serial.Serial(self.port, 9600, bytesize=8, parity="E",
                                          stopbits=1, timeout=0.02)
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, termios.error) as exc:
             raise _PortGone(str(exc)) from None
         self._decoder = id003.Decoder()
 
@@ -160,7 +167,7 @@ class Id003Acceptor(BillAcceptor):
         import serial
         try:
             self._serial.write(id003.encode(cmd, data))
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, termios.error) as exc:
             raise _PortGone(str(exc)) from None
 
     def _exchange(self, cmd: int, data: bytes = b"") -> id003.Frame:
@@ -173,12 +180,13 @@ class Id003Acceptor(BillAcceptor):
                 self._serial.write(frame)
                 deadline = time.monotonic() + self.reply_timeout_s
                 while time.monotonic() < deadline:
-                    chunk = self._serial.read(64)
+                    # read(n) waits for n bytes or the timeout: ask for what is there
+                    chunk = self._serial.read(max(1, self._serial.in_waiting))
                     if chunk:
                         frames = self._decoder.feed(chunk)
                         if frames:
                             return frames[-1]
-            except (serial.SerialException, OSError) as exc:
+            except (serial.SerialException, OSError, termios.error) as exc:
                 raise _PortGone(str(exc)) from None
         raise _NoAnswer(f"no answer to 0x{cmd:02X} after {self.retries} tries")
 
@@ -261,12 +269,14 @@ class Id003Acceptor(BillAcceptor):
             self._on_status(report)
             self.polls += 1
             self.poll_cpu_s += time.thread_time() - cpu0
-            self._stop.wait(max(0.0, self.poll_s - (time.monotonic() - started)))
+            self._wake.wait(max(0.0, self.poll_s - (time.monotonic() - started)))
+            self._wake.clear()
 
     # ------------------------------------------------------------------ statuses
     def _on_status(self, r: id003.StatusReport) -> None:
         now = time.monotonic()
-        if r.status != self.status:
+        entered = r.status != self.status
+        if entered:
             self.status, self.status_since = r.status, now
         elif r.status in TRANSIENT and now - self.status_since > self.transient_timeout_s:
             self._fault(f"stuck_{r.status.name.lower()}")
@@ -290,17 +300,20 @@ class Id003Acceptor(BillAcceptor):
                 self._send_only(Command.ACK)                 # VEND VALID repeats until then
             case Status.STACKED:
                 self._clear_note()
-            case Status.REJECTING:
+            case Status.REJECTING if entered:
                 self._post(ev.NoteRejected(r.reason or "rejected"))
             case Status.RETURNING:
                 pass
             case Status.IDLING | Status.DISABLED:
-                if self.note is not None and self.note_stage in ("returning", "escrow") \
-                        and not self.credited_note:
+                if self.note is not None and self.credited_note:
+                    self._clear_note()               # its STACKED answer was lost: done
+                elif self.note is not None and self.note_stage in ("returning", "escrow"):
                     self._post(ev.NoteReturned(self.note))
                     self._clear_note()
                 if self.fault is not None:
                     self.fault = None
+                    # The fault inhibited the acceptor: put back what the kiosk asked for.
+                    self._exchange(Command.INHIBIT, b"\x00" if self.enabled else b"\x01")
                     self._set_ok(True, "fault cleared")
             case s if s in FAULTS:
                 self._fault(FAULTS[s])
