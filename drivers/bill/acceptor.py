@@ -18,6 +18,7 @@ within `transient_timeout_s`) inhibit the acceptor and post CashFault.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import termios
 import threading
@@ -147,8 +148,11 @@ class Id003Acceptor(BillAcceptor):
     # ------------------------------------------------------------------ transport
     def _open(self) -> None:
         import serial   # imported here: only kiosks with a serial acceptor need it
+        # 9600 8E1. A pseudo-terminal (the simulator) carries no parity bit, and Linux
+        # refuses (EINVAL) to set PARENB again on a pty that had it: parity N there.
+        parity = "N" if os.path.realpath(self.port).startswith("/dev/pts/") else "E"
         try:
-            self._serial = serial.Serial(self.port, 9600, bytesize=8, parity="E",
+            self._serial = serial.Serial(self.port, 9600, bytesize=8, parity=parity,
                                          stopbits=1, timeout=0.02)
         except (serial.SerialException, OSError, termios.error) as exc:
             raise _PortGone(str(exc)) from None
@@ -216,6 +220,19 @@ class Id003Acceptor(BillAcceptor):
         report = id003.parse_status(self._exchange(Command.STATUS_REQUEST))
         if report.status in (Status.POWER_UP_BILL_IN_STACKER, Status.POWER_UP_BILL_IN_ACCEPTOR):
             self._bill_at_power_up(report.status)
+        elif report.status in (Status.ESCROW, Status.STACKING, Status.VEND_VALID) \
+                and self.note is None:
+            # The kiosk restarted (not the acceptor) in the middle of a note: this process
+            # never saw its escrow. Journal it for recovery and reconciliation; a note in
+            # escrow goes back to the customer, one past it is finished into the box.
+            value = self.values.get(report.denomination or 0, 0)
+            where = "escrow" if report.status is Status.ESCROW else "stacker"
+            log.warning("note found %s at start (%s)", where, report.status.name)
+            self._post(ev.NoteAtPowerUp(where, value))
+            if report.status is Status.ESCROW:
+                self._exchange(Command.RETURN)
+            elif report.status is Status.VEND_VALID:
+                self._send_only(Command.ACK)
         self._exchange(Command.RESET)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

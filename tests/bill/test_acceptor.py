@@ -245,3 +245,38 @@ async def test_no_port_is_reported_and_retried(tmp_path):
         assert isinstance(e, ev.DeviceStatus) and not e.ok and "unavailable" in e.detail
     finally:
         await acc.stop()
+
+
+async def test_kiosk_restarted_at_vend_valid_journals_the_note_and_finishes_it():
+    """The kiosk process died after the note passed the stacker and before its ACK: the
+    acceptor still says VEND VALID when a new driver starts."""
+    from drivers.bill.simulator import Id003Simulator, default_codes
+    sim = Id003Simulator(default_codes(NOTES)).start()
+    first = Id003Acceptor(port=sim.link, poll_ms=60, denominations=NOTES)
+    first.commit = lambda e: False                   # the crash: never journaled, never ACKed
+    q = EventQueue()
+    await first.start(q.put)
+    await q.expect(ev.DeviceStatus, ok=True)
+    first.enable()
+    deadline = time.monotonic() + 3
+    while sim.status() is not Status.IDLING:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    sim.insert(5000)
+    await q.expect(ev.NoteEscrowed, value=5000)
+    first.stack(5000)
+    while sim.status() is not Status.VEND_VALID:
+        await asyncio.sleep(0.02)
+    await first.stop()                                # the process is gone
+    second = Harness(port=sim.link, simulator=False)
+    second.sim = sim
+    await second.acc.start(second.put)
+    try:
+        e = await second.expect(ev.NoteAtPowerUp)
+        assert (e.where, e.value) == ("stacker", 0)      # VEND VALID carries no value
+        await second.expect(ev.DeviceStatus, ok=True)
+        assert sim.record.stacked == [5000] and sim.record.vend_valid_acked == 1
+        assert second.credited == 0                  # not credited blindly: reconciled
+    finally:
+        await second.acc.stop()
+        sim.stop()
