@@ -9,7 +9,8 @@ PY := $(VENV)/bin/python
 # gettext tools for translators; the PC/SC daemon and, to build pyscard, swig and the
 # pcsc-lite headers. Tests and demos: the vpcd virtual reader and Xvfb.
 APT_PACKAGES := libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libmtdev1 fonts-wqy-microhei \
-                gettext xvfb xauth pcscd libpcsclite-dev swig build-essential vsmartcard-vpcd
+                gettext xvfb xauth pcscd libpcsclite-dev swig build-essential vsmartcard-vpcd \
+                zbar-tools
 
 .PHONY: setup apt venv run run-windowed run-pcsc test bench clean
 

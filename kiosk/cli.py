@@ -6,6 +6,7 @@
     kiosk journal show REF [--json]
     kiosk diag sim [--reader REGEX] [--wait SECONDS] [--json]
     kiosk diag bill --port PATH [--accept N] [--timeout S] [--json]
+    kiosk qr decode PAYLOAD [--json]      kiosk qr encode [--amount A] [--reference R] ...
 
 Exit codes: 0 ok, 1 not found / invalid, 2 configuration error, 64 wrong command line;
 `kiosk diag sim` has its own (see its --help).
@@ -153,6 +154,57 @@ def cmd_diag_bill(args: argparse.Namespace) -> int:
                      s.cash_denominations)
 
 
+def cmd_qr_decode(args: argparse.Namespace) -> int:
+    from .payments import emvco
+    try:
+        fields = emvco.decode(args.payload)
+    except emvco.QrPayloadError as exc:
+        if args.json:
+            _print_json({"valid": False, "error": str(exc)})
+        print(f"kiosk: invalid EMVCo payload: {exc}", file=sys.stderr)
+        return 1
+    tree = emvco.describe(fields)
+    if args.json:
+        _print_json({"valid": True, "crc_valid": True, "fields": tree})
+        return 0
+
+    def show(items: list[dict[str, Any]], depth: int = 0) -> None:
+        for it in items:
+            pad = "  " * depth
+            name = f"  ({it['name']})" if it["name"] else ""
+            if "fields" in it:
+                print(f"{pad}{it['tag']}{name}")
+                show(it["fields"], depth + 1)
+            else:
+                print(f"{pad}{it['tag']} = {it['value']}{name}")
+    show(tree)
+    print("CRC valid")
+    return 0
+
+
+def cmd_qr_encode(args: argparse.Namespace) -> int:
+    from .money import CURRENCIES, Money, MoneyError
+    from .payments import emvco
+    s = _settings(args)
+    try:
+        amount = Money.parse(args.amount, s.currency).decimal_text().replace(",", "") \
+            if args.amount else None
+    except MoneyError as exc:
+        print(f"kiosk: --amount: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(emvco.merchant_payload(
+            scheme_tag=args.scheme_tag, scheme_id=args.scheme_id, merchant_id=args.merchant_id,
+            mcc=args.mcc, currency_numeric=CURRENCIES[s.currency][0], amount_text=amount,
+            country=args.country, name=args.name or s.merchant_name,
+            city=args.city or s.merchant_city, reference=args.reference,
+            terminal=s.kiosk_id))
+    except emvco.QrPayloadError as exc:
+        print(f"kiosk: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="kiosk", description="Self-service prepaid top-up kiosk.")
     p.add_argument("--config", type=Path, default=None,
@@ -217,6 +269,25 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
     db.add_argument("--json", action="store_true", help="JSON lines")
     db.set_defaults(func=cmd_diag_bill)
+
+    q = sub.add_parser("qr", help="EMVCo merchant-presented QR payloads")
+    qsub = q.add_subparsers(dest="qr_command", required=True)
+    qd = qsub.add_parser("decode", help="print the tags (templates expanded), check the CRC; "
+                                        "exit 1 if the payload is invalid")
+    qd.add_argument("payload")
+    qd.add_argument("--json", action="store_true")
+    qd.set_defaults(func=cmd_qr_decode)
+    qe = qsub.add_parser("encode", help="print a payload (dynamic with --amount, else static)")
+    qe.add_argument("--amount", help='in major units, e.g. "99.00" (currency from the config)')
+    qe.add_argument("--reference", help="reference label (tag 62/05)")
+    qe.add_argument("--scheme-tag", type=int, default=28, help="merchant account tag 26-51")
+    qe.add_argument("--scheme-id", default="ph.ppmi.p2m", help="its globally unique id")
+    qe.add_argument("--merchant-id", default="KIOSKDEMO0001")
+    qe.add_argument("--mcc", default="4814", help="merchant category code")
+    qe.add_argument("--country", default="PH")
+    qe.add_argument("--name", help="merchant name (default: config wallet.merchant_name)")
+    qe.add_argument("--city", help="merchant city (default: config wallet.merchant_city)")
+    qe.set_defaults(func=cmd_qr_encode)
     return p
 
 

@@ -122,3 +122,40 @@ def test_run_without_display_says_so(tmp_path: Path) -> None:
 def test_a_wrong_command_line_exits_64_not_a_result_code(args: list[str]) -> None:
     p = run(*args)
     assert p.returncode == 64 and "usage:" in p.stderr and "Traceback" not in p.stderr
+
+
+PROMPTPAY = "00020101021129370016A000000677010111011300668999999995802TH53037646304FE29"
+
+
+def test_qr_decode_expands_templates_and_checks_the_crc() -> None:
+    p = run("qr", "decode", PROMPTPAY)
+    assert p.returncode == 0 and "CRC valid" in p.stdout
+    assert "  00 = A000000677010111" in p.stdout             # tag 29's sub-tag, indented
+    data = json.loads(run("qr", "decode", PROMPTPAY, "--json").stdout)
+    [acct] = [f for f in data["fields"] if f["tag"] == "29"]
+    assert data["crc_valid"] and acct["fields"][0]["value"] == "A000000677010111"
+
+
+@pytest.mark.parametrize("payload,words", [
+    (PROMPTPAY[:-4] + "0000", "CRC mismatch"),
+    (PROMPTPAY[:30], "does not end with a CRC"),
+    ("0002010102116304" + "ABCD", "CRC mismatch"),
+])
+def test_qr_decode_rejects_bad_payloads_with_exit_1(payload: str, words: str) -> None:
+    p = run("qr", "decode", payload)
+    assert p.returncode == 1 and words in p.stderr and "Traceback" not in p.stderr
+    assert json.loads(run("qr", "decode", payload, "--json").stdout)["valid"] is False
+
+
+def test_qr_encode_makes_a_dynamic_payload_that_decodes() -> None:
+    p = run("qr", "encode", "--amount", "99.00", "--reference", "K0001-000042")
+    assert p.returncode == 0
+    payload = p.stdout.strip()
+    fields = {f["tag"]: f for f in json.loads(run("qr", "decode", payload, "--json")
+                                              .stdout)["fields"]}
+    assert fields["01"]["value"] == "12" and fields["54"]["value"] == "99.00"
+    assert fields["53"]["value"] == "608"
+    assert {"tag": "05", "name": "reference label", "value": "K0001-000042"} in \
+        fields["62"]["fields"]
+    bad = run("qr", "encode", "--amount", "99.001")
+    assert bad.returncode == 1 and "decimals" in bad.stderr

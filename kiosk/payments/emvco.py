@@ -98,3 +98,41 @@ def merchant_payload(*, scheme_tag: int, scheme_id: str, merchant_id: str, mcc: 
             + tlv(58, country) + tlv(59, name[:25]) + tlv(60, city[:15])
             + (tlv(62, extra) if extra else ""))
     return with_crc(body)
+
+
+TAG_NAMES = {
+    "00": "payload format indicator", "01": "point of initiation (11 static, 12 dynamic)",
+    "52": "merchant category code", "53": "transaction currency (ISO 4217)",
+    "54": "transaction amount", "55": "tip or convenience indicator", "58": "country code",
+    "59": "merchant name", "60": "merchant city", "61": "postal code",
+    "62": "additional data", "63": "CRC", "64": "merchant information (alternate language)",
+}
+ADDITIONAL_DATA_NAMES = {
+    "01": "bill number", "02": "mobile number", "03": "store label", "04": "loyalty number",
+    "05": "reference label", "06": "customer label", "07": "terminal label",
+    "08": "purpose of transaction", "09": "additional consumer data request",
+}
+
+
+def tag_name(tag: str, parent: str | None = None) -> str:
+    if parent == "62":
+        return ADDITIONAL_DATA_NAMES.get(tag, "")
+    if parent is not None and 26 <= int(parent) <= 51:
+        return {"00": "globally unique identifier"}.get(tag, "")
+    if 2 <= int(tag) <= 25:
+        return "merchant account (card networks)"
+    if 26 <= int(tag) <= 51:
+        return "merchant account information"
+    return TAG_NAMES.get(tag, "")
+
+
+def describe(fields: list[Field], parent: str | None = None) -> list[dict[str, object]]:
+    """Fields as plain data, nested templates expanded (for the CLI)."""
+    out: list[dict[str, object]] = []
+    for f in fields:
+        item: dict[str, object] = {"tag": f.tag, "name": tag_name(f.tag, parent),
+                                   "value": f.value}
+        if f.children:
+            item["fields"] = describe(list(f.children), f.tag)
+        out.append(item)
+    return out

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import replace
 
 import pytest
 
-from kiosk import luhn
 from drivers.sim.virtual import PROFILES
+from kiosk import luhn
+from kiosk.payments import emvco
 from kiosk.backend.simulated import UNKNOWN_SIM
 from kiosk.i18n import load
 
@@ -114,7 +116,16 @@ async def test_qr_topup_identified_by_sim(kiosk):
     assert ref in k.rt.state.qr_payload
     qr = k.app.screens["qr"].qr
     assert qr.matrix and len(qr.matrix) >= 25 + 8
-    await k.shot("qr-03-scan")
+    shot = await k.shot("qr-03-scan")
+    # A real scanner reads the screen: zbar decodes the screenshot to the very payload.
+    scanned = subprocess.run(["zbarimg", "--raw", "-q", str(shot)], capture_output=True,
+                             text=True, timeout=30)
+    assert scanned.returncode == 0, scanned.stderr
+    assert scanned.stdout.strip() == k.rt.state.qr_payload
+    fields = {f.tag: f.value for f in emvco.decode(scanned.stdout.strip())}
+    assert fields["54"] == "99.00" and fields["53"] == "608"
+    # Large enough for a phone at arm's length: at least 4 px a module, quiet zone drawn.
+    assert qr.width >= 4 * len(qr.matrix) and qr.height >= 4 * len(qr.matrix)
     await k.tap("demo_qr_pay")                    # the customer pays on the phone
     await k.wait_phase("result")
     await k.shot("qr-04-result")
