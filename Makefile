@@ -19,6 +19,9 @@ setup: apt venv
 apt:
 	@bash scripts/ensure-apt.sh $(APT_PACKAGES)
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || bash scripts/ensure-apt.sh python3 python3-venv python3-dev
+	@# pyscard compiles against Python.h: Debian's python3 needs python3-dev for it
+	@$(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+		|| bash scripts/ensure-apt.sh python3-dev
 
 venv: $(VENV)/.installed
 

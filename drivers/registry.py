@@ -13,7 +13,8 @@ _DRIVERS: dict[str, dict[str, str]] = {
              "id003": "drivers.bill.acceptor:Id003Acceptor"},
     "card": {"simulated": "drivers.simulated:SimulatedCardTerminal"},
     "printer": {"simulated": "drivers.simulated:SimulatedPrinter"},
-    "backend": {"simulated": "kiosk.backend.simulated:SimulatedBackend"},
+    "backend": {"simulated": "kiosk.backend.simulated:SimulatedBackend",
+                "reloadly": "kiosk.backend.reloadly:ReloadlyBackend"},
     "wallet": {"simulated": "kiosk.payments.simulated:SimulatedWallet"},
 }
 

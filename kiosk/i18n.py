@@ -71,6 +71,12 @@ NOTICES: dict[str, str] = {
     "card.timeout": N_("The card terminal did not answer. Nothing was charged."),
     "backend.rejected": N_("The network operator refused the top-up."),
     "backend.not_received": N_("The top-up did not reach the network operator."),
+    # The kiosk's own float ran out: the customer is told the service is unavailable.
+    "backend.insufficient_balance": N_("Top-ups are temporarily unavailable at this kiosk."),
+    "backend.recently_recharged": N_("This number was topped up a moment ago. Please wait "
+                                     "a few minutes before the next top-up."),
+    "backend.invalid_amount": N_("The network operator does not accept this amount."),
+    "backend.unknown_operator": N_("The network operator of this number is not available."),
     "cancelled": N_("You cancelled."),
     "cash_fault": N_("The note reader stopped working."),
     "change": N_("Change"),

@@ -113,6 +113,8 @@ class Runtime:
                     opts.setdefault("denominations", settings.cash_denominations)
                     if dev.driver != "simulated":
                         opts.setdefault("currency", settings.currency)
+                if name == "backend" and dev.driver != "simulated":
+                    opts.setdefault("timeout_s", float(settings.backend_timeout_s))
                 if name == "wallet":
                     opts.setdefault("currency", settings.currency)
                     opts.setdefault("merchant_name", settings.merchant_name)
@@ -163,6 +165,10 @@ class Runtime:
                 await self.devices[name].stop()
             except Exception:   # noqa: BLE001 - shutting down: log and go on with the rest
                 log.exception("stopping %s", name)
+        for name in ("backend", "wallet"):
+            close = getattr(self.devices[name], "aclose", None)
+            if close is not None:
+                await close()                   # HTTP clients: close their connections
         self.journal.close()
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:

@@ -84,3 +84,11 @@ def test_languages_are_discovered_from_the_catalog_files(tmp_path) -> None:
     assert i18n.language_name("tl", tmp_path) == "Tagalog"
     assert i18n.load("tl", tmp_path).gettext("Finish") == "Tapos"
     assert i18n.language_name("zh_CN") == "中文"
+
+
+def test_every_backend_failure_reason_has_words_for_the_customer() -> None:
+    keys = set()
+    for path in (ROOT / "kiosk" / "backend").glob("*.py"):
+        keys |= set(re.findall(r'"(backend\.[a-z_]+)"', path.read_text()))
+    assert "backend.recently_recharged" in keys
+    assert sorted(k for k in keys if k not in i18n.NOTICES) == []

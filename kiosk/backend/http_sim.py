@@ -1,0 +1,366 @@
+"""A real HTTP server on 127.0.0.1 that behaves like Reloadly's Airtime API, with faults.
+
+For tests and demos of kiosk/backend/reloadly.py: plain HTTP, a stdlib ThreadingHTTPServer on
+its own thread. Port 0 picks a free port; `.url` is where it listens.
+
+    sim = ReloadlySimulator().start()
+    ...  ReloadlyBackend(base_url=sim.url, auth_url=sim.url + "/oauth/token", verify=False)
+    sim.set_mode("timeout_after_commit")
+    sim.stop()
+
+Endpoints (shapes as in reloadly.py's docstring):
+
+    POST /oauth/token                         client credentials -> access_token, expires_in
+    POST /topups                              the top-up (customIdentifier = kiosk reference)
+    GET  /topups/reports/transactions?customIdentifier=...   {"content": [transactions]}
+    GET  /subscribers/{iccid}                 the SIM registry (kiosk/backend/simulated.py
+                                              DEMO_SIMS): {"msisdn": ...} or 404
+    GET  /accounts/balance                    {"balance": ..., "currencyCode": ...}
+    POST /_sim/mode                           admin: {"mode": ..., "delay_s": ...,
+                                              "processing_lookups": ..., "error_code": ...,
+                                              "dedupe": ..., "expire_tokens": true}
+    GET  /_sim/state                          admin: the ledger as JSON
+
+Modes (for the next POST /topups, until changed):
+
+    succeed               credit, answer SUCCESSFUL
+    slow                  credit, wait `delay_s`, then answer SUCCESSFUL
+    5xx                   credit, then answer 500 (the worst case: the credit went through)
+    timeout_after_commit  credit, then close the connection without an answer
+    processing            credit, answer PROCESSING; the look-up says PROCESSING
+                          `processing_lookups` times, then SUCCESSFUL
+    fail / refunded       no credit, answer status FAILED / REFUNDED
+    insufficient_balance  HTTP 400 errorCode INSUFFICIENT_BALANCE, no credit
+    recently_recharged    HTTP 400 errorCode PHONE_RECENTLY_RECHARGED, no credit
+    error                 HTTP 400 with `error_code`, no credit
+    garbage               credit, then a 200 with a body that is not JSON
+
+Ledger: `credits[customIdentifier]` sums what was credited, `attempts[customIdentifier]`
+counts POST /topups, `credit_count[customIdentifier]` counts credits. By default
+(`dedupe=False`) a replayed customIdentifier is credited AGAIN, like the Ding client that saw
+a replayed reference paid twice (/work/shared/PROTOCOLS.md): tests then prove that the kiosk
+itself never sends a top-up twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import secrets
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .simulated import DEMO_SIMS
+
+MODES = ("succeed", "slow", "5xx", "timeout_after_commit", "processing", "fail", "refunded",
+         "insufficient_balance", "recently_recharged", "error", "garbage")
+_ERROR_MODES = {"insufficient_balance": "INSUFFICIENT_BALANCE",
+                "recently_recharged": "PHONE_RECENTLY_RECHARGED"}
+
+
+class ReloadlySimulator:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, client_id: str = "kiosk",
+                 client_secret: str = "secret", token_ttl_s: int = 3600, dedupe: bool = False,
+                 minor_units: int = 2, currency: str = "PHP") -> None:
+        self.host, self.port = host, port
+        self.client_id, self.client_secret = client_id, client_secret
+        self.token_ttl_s = token_ttl_s
+        self.dedupe = dedupe
+        self.minor_units = minor_units
+        self.currency = currency
+        self.lock = threading.RLock()
+        self.mode = "succeed"
+        self.delay_s = 2.0
+        self.processing_lookups = 1
+        self.error_code = "INVALID_AMOUNT_FOR_OPERATOR"
+        self.credits: dict[str, int] = {}          # customIdentifier -> minor units credited
+        self.credit_count: dict[str, int] = {}
+        self.attempts: dict[str, int] = {}         # customIdentifier -> POST /topups seen
+        self.transactions: list[dict[str, Any]] = []
+        self._pending_lookups: dict[int, int] = {}  # transactionId -> PROCESSING answers left
+        self.tokens: set[str] = set()
+        self.token_requests = 0
+        self.requests: list[tuple[str, str]] = []  # (method, path)
+        self._ids = itertools.count(26001)
+        self._server: ThreadingHTTPServer | None = None
+        self._connections: set[Any] = set()        # open sockets, closed by stop()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ life cycle
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> "ReloadlySimulator":
+        sim = self
+
+        class Handler(_Handler):
+            simulator = sim
+
+        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        self._server.daemon_threads = True
+        self._server.block_on_close = False
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05},
+                                        name="reloadly-sim", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        with self.lock:
+            conns, self._connections = list(self._connections), set()
+        for c in conns:                            # keep-alive connections die with it
+            try:
+                c.shutdown(2)
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(2)
+            self._thread = None
+
+    def __enter__(self) -> "ReloadlySimulator":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ faults (thread-safe)
+    def set_mode(self, mode: str, *, delay_s: float | None = None,
+                 processing_lookups: int | None = None, error_code: str | None = None,
+                 dedupe: bool | None = None) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r} (have {', '.join(MODES)})")
+        with self.lock:
+            self.mode = mode
+            if delay_s is not None:
+                self.delay_s = float(delay_s)
+            if processing_lookups is not None:
+                self.processing_lookups = int(processing_lookups)
+            if error_code is not None:
+                self.error_code = error_code
+            if dedupe is not None:
+                self.dedupe = bool(dedupe)
+
+    def expire_tokens(self) -> None:
+        """Every token issued so far is refused from now on (HTTP 401)."""
+        with self.lock:
+            self.tokens.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {"mode": self.mode, "credits": dict(self.credits),
+                    "credit_count": dict(self.credit_count), "attempts": dict(self.attempts),
+                    "token_requests": self.token_requests,
+                    "transactions": [dict(t) for t in self.transactions]}
+
+    # ------------------------------------------------------------------ the API
+    def issue_token(self, body: Any) -> tuple[int, Any]:
+        with self.lock:
+            self.token_requests += 1
+            if not isinstance(body, dict) or body.get("grant_type") != "client_credentials" \
+                    or body.get("client_id") != self.client_id \
+                    or body.get("client_secret") != self.client_secret:
+                return 401, {"errorCode": "INVALID_CREDENTIALS", "message": "Access Denied"}
+            token = secrets.token_urlsafe(24)
+            self.tokens.add(token)
+            return 200, {"access_token": token, "scope": "send-topups read-topups-history",
+                         "expires_in": self.token_ttl_s, "token_type": "Bearer"}
+
+    def authorised(self, header: str | None) -> bool:
+        with self.lock:
+            return bool(header) and header.startswith("Bearer ") \
+                and header[len("Bearer "):] in self.tokens
+
+    def topup(self, body: Any) -> tuple[str, int, Any, float]:
+        """-> (what to do: "json" / "garbage" / "drop", HTTP status, body, delay)."""
+        if not isinstance(body, dict) or not isinstance(body.get("customIdentifier"), str) \
+                or not isinstance(body.get("amount"), (int, float)):
+            return "json", 400, {"errorCode": "INVALID_REQUEST", "message": "bad request"}, 0
+        cid = body["customIdentifier"]
+        minor = round(body["amount"] * 10 ** self.minor_units)
+        with self.lock:
+            mode, delay = self.mode, self.delay_s
+            self.attempts[cid] = self.attempts.get(cid, 0) + 1
+            if self.dedupe:
+                done = [t for t in self.transactions if t["customIdentifier"] == cid
+                        and t["status"] in ("SUCCESSFUL", "PROCESSING")]
+                if done:
+                    return "json", 200, dict(done[0]), 0
+            if mode in _ERROR_MODES or mode == "error":
+                code = _ERROR_MODES.get(mode, self.error_code)
+                return "json", 400, {"timeStamp": _now(), "errorCode": code,
+                                     "message": code.replace("_", " ").capitalize(),
+                                     "path": "/topups", "infoLink": None, "details": []}, 0
+            status = {"fail": "FAILED", "refunded": "REFUNDED",
+                      "processing": "PROCESSING"}.get(mode, "SUCCESSFUL")
+            tid = next(self._ids)
+            txn = {"transactionId": tid, "status": status,
+                   "operatorTransactionId": f"OP{tid}" if status == "SUCCESSFUL" else None,
+                   "customIdentifier": cid,
+                   "recipientPhone": (body.get("recipientPhone") or {}).get("number"),
+                   "countryCode": (body.get("recipientPhone") or {}).get("countryCode"),
+                   "operatorId": body.get("operatorId"),
+                   "requestedAmount": body["amount"],
+                   "requestedAmountCurrencyCode": self.currency,
+                   "deliveredAmount": body["amount"],
+                   "deliveredAmountCurrencyCode": self.currency,
+                   "transactionDate": _now()}
+            self.transactions.append(txn)
+            if status in ("SUCCESSFUL", "PROCESSING"):
+                self.credits[cid] = self.credits.get(cid, 0) + minor
+                self.credit_count[cid] = self.credit_count.get(cid, 0) + 1
+            if status == "PROCESSING":
+                self._pending_lookups[tid] = self.processing_lookups
+            answer = dict(txn)
+        if mode == "5xx":
+            return "json", 500, {"errorCode": "INTERNAL_SERVER_ERROR",
+                                 "message": "Internal error"}, 0
+        if mode == "timeout_after_commit":
+            return "drop", 0, None, 0
+        if mode == "garbage":
+            return "garbage", 200, None, 0
+        return "json", 200, answer, delay if mode == "slow" else 0
+
+    def report(self, cid: str) -> dict[str, Any]:
+        with self.lock:
+            out = []
+            for t in self.transactions:
+                if t["customIdentifier"] != cid:
+                    continue
+                if t["status"] == "PROCESSING":
+                    left = self._pending_lookups.get(t["transactionId"], 0)
+                    if left > 0:
+                        self._pending_lookups[t["transactionId"]] = left - 1
+                    else:
+                        t["status"] = "SUCCESSFUL"
+                        t["operatorTransactionId"] = f"OP{t['transactionId']}"
+                out.append(dict(t))
+            return {"content": out, "totalElements": len(out), "totalPages": 1,
+                    "number": 0, "size": len(out)}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    simulator: ReloadlySimulator
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:   # noqa: A002 - quiet
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.simulator.lock:
+            self.simulator._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.simulator.lock:
+            self.simulator._connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except OSError:             # the client gave up (timeout) or stop() closed it
+            self.close_connection = True
+
+    def _body(self) -> Any:
+        n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n) if n else b""
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return None
+
+    def _send(self, code: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _drop(self) -> None:
+        """Close the connection without a word (the reply is lost)."""
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(2)
+        except OSError:
+            pass
+
+    def _route(self, method: str) -> None:
+        sim = self.simulator
+        url = urlsplit(self.path)
+        path = url.path.rstrip("/")
+        with sim.lock:
+            sim.requests.append((method, path))
+        body = self._body() if method == "POST" else None
+        if method == "POST" and path == "/oauth/token":
+            return self._send(*sim.issue_token(body))
+        if path.startswith("/_sim/"):
+            if method == "POST" and path == "/_sim/mode" and isinstance(body, dict):
+                try:
+                    if body.get("expire_tokens"):
+                        sim.expire_tokens()
+                    if "mode" in body:
+                        sim.set_mode(body["mode"], delay_s=body.get("delay_s"),
+                                     processing_lookups=body.get("processing_lookups"),
+                                     error_code=body.get("error_code"),
+                                     dedupe=body.get("dedupe"))
+                except (ValueError, TypeError) as exc:
+                    return self._send(400, {"message": str(exc)})
+                return self._send(200, {"mode": sim.mode})
+            if method == "GET" and path == "/_sim/state":
+                return self._send(200, sim.snapshot())
+            return self._send(404, {"message": "no such admin endpoint"})
+        if not sim.authorised(self.headers.get("Authorization")):
+            return self._send(401, {"errorCode": "TOKEN_EXPIRED", "message": "Unauthorized"})
+        if method == "POST" and path == "/topups":
+            what, code, answer, delay = sim.topup(body)
+            if delay:
+                time.sleep(delay)
+            if what == "drop":
+                return self._drop()
+            if what == "garbage":
+                data = b"<html><body>Bad Gateway</body></html>"
+                self.send_response(code)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return None
+            return self._send(code, answer)
+        if method == "GET" and path == "/topups/reports/transactions":
+            cid = parse_qs(url.query).get("customIdentifier", [""])[0]
+            return self._send(200, sim.report(cid))
+        if method == "GET" and path.startswith("/subscribers/"):
+            number = DEMO_SIMS.get(path.rsplit("/", 1)[1])
+            if number is None:
+                return self._send(404, {"errorCode": "SUBSCRIBER_NOT_FOUND",
+                                        "message": "Unknown SIM"})
+            return self._send(200, {"iccid": path.rsplit("/", 1)[1], "msisdn": number})
+        if method == "GET" and path == "/accounts/balance":
+            return self._send(200, {"balance": 100000.0, "currencyCode": sim.currency,
+                                    "currencyName": "Philippine Peso",
+                                    "updatedAt": _now()})
+        return self._send(404, {"errorCode": "NOT_FOUND", "message": "Not found"})
+
+    def do_GET(self) -> None:   # noqa: N802 - http.server's naming
+        self._route("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._route("POST")
