@@ -7,6 +7,7 @@
     kiosk diag sim [--reader REGEX] [--wait SECONDS] [--json]
     kiosk diag bill --port PATH [--accept N] [--timeout S] [--json]
     kiosk qr decode PAYLOAD [--json]      kiosk qr encode [--amount A] [--reference R] ...
+    kiosk sim backend [--port N]
 
 Exit codes: 0 ok, 1 not found / invalid, 2 configuration error, 64 wrong command line;
 `kiosk diag sim` has its own (see its --help).
@@ -205,6 +206,27 @@ def cmd_qr_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sim_backend(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from .backend.http_sim import ReloadlySimulator
+    sim = ReloadlySimulator(port=args.port, client_id=args.client_id,
+                            client_secret=args.client_secret).start()
+    print(f"top-up backend simulator on {sim.url} (client {args.client_id}); "
+          f"faults: POST {sim.url}/_sim/mode; Ctrl-C stops it", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="kiosk", description="Self-service prepaid top-up kiosk.")
     p.add_argument("--config", type=Path, default=None,
@@ -288,6 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
     qe.add_argument("--name", help="merchant name (default: config wallet.merchant_name)")
     qe.add_argument("--city", help="merchant city (default: config wallet.merchant_city)")
     qe.set_defaults(func=cmd_qr_encode)
+
+    sm = sub.add_parser("sim", help="run a simulated service on 127.0.0.1")
+    smsub = sm.add_subparsers(dest="sim_command", required=True)
+    sb = smsub.add_parser("backend", help="HTTP top-up aggregator (Reloadly-shaped), with "
+                                          "faults on demand and its own ledger")
+    sb.add_argument("--port", type=int, default=8077)
+    sb.add_argument("--client-id", default="kiosk")
+    sb.add_argument("--client-secret", default="secret")
+    sb.set_defaults(func=cmd_sim_backend)
     return p
 
 

@@ -159,3 +159,29 @@ def test_qr_encode_makes_a_dynamic_payload_that_decodes() -> None:
         fields["62"]["fields"]
     bad = run("qr", "encode", "--amount", "99.001")
     assert bad.returncode == 1 and "decimals" in bad.stderr
+
+
+def test_sim_backend_serves_until_stopped(tmp_path: Path) -> None:
+    import socket
+    import signal
+    import urllib.request
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([*KIOSK, "sim", "backend", "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert f"127.0.0.1:{port}" in proc.stdout.readline()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/oauth/token", method="POST",
+                                     data=json.dumps({"client_id": "kiosk",
+                                                      "client_secret": "secret",
+                                                      "grant_type": "client_credentials"}
+                                                     ).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert "access_token" in json.loads(r.read())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    assert proc.returncode == 0
