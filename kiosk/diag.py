@@ -121,9 +121,6 @@ def diag_sim(reader: str, wait: float, as_json: bool) -> int:
         sc.SCardReleaseContext(ctx)
 
 
-if __name__ == "__main__":
-    sys.exit(diag_sim(".*", 10, False))
-
 
 # ---------------------------------------------------------------- kiosk diag bill
 BILL_EXIT = {"ok": 0, "timeout": 2, "device": 4}

@@ -77,6 +77,12 @@ class Session:
         return (isinstance(e, (ev.Cancel, ev.Back, ev.Timeout)) and self.state.txn.ref is not None
                 and self.state.phase in (Phase.PAY_CASH, Phase.PAY_QR, Phase.PAY_CARD))
 
+    def carry_out(self, eff: ev.Record) -> None:
+        """Journal a money effect, then perform it: the one place of that rule."""
+        if eff.money:
+            self.rt.journal.append(self._ref_of(eff), eff)
+        self.rt.perform(self, eff)
+
     def _step(self, e: ev.Record, journaled: bool) -> None:
         if not journaled and self._journals(e):
             self.rt.journal.append(self._ref_of(e), e)
@@ -86,9 +92,7 @@ class Session:
         for eff in effects:
             if self.background and isinstance(eff, _DEVICE_EFFECTS):
                 continue
-            if eff.money:
-                self.rt.journal.append(self._ref_of(eff), eff)
-            self.rt.perform(self, eff)
+            self.carry_out(eff)
         if self.state is not before:
             self.rt.changed(self, before)
         if self.background and (self.state.txn.closed or self.state.phase is Phase.IDLE):
@@ -318,9 +322,7 @@ class Runtime:
                 out.append(ev.TopUpUnknown(ref, "restart"))     # ask before any retry
             elif isinstance(eff, (ev.QueryTopUp, ev.IssueVoucher, ev.ReverseCard,
                                   ev.CloseTransaction, ev.SetVoucherStatus)):
-                if eff.money:
-                    self.journal.append(ref, eff)
-                self.perform(bg, eff)
+                bg.carry_out(eff)
                 return out
         if out:
             return out

@@ -64,7 +64,17 @@ class TopBar(Panel):
         self.app = app
         self.step = label("", theme.FS_BODY, theme.ON_PRIMARY, bold=True, halign="left")
         self.add_widget(self.step)
-        self.langs = BoxLayout(size_hint_x=None, spacing=dp(10))
+        languages = app.settings.ui.languages
+        self.langs = BoxLayout(size_hint_x=None, spacing=dp(10),
+                               width=len(languages) * dp(160))
+        # Built once; every render only restyles them (no new widgets on each state change).
+        self.lang_buttons: dict[str, KButton] = {}
+        for lang in languages:
+            b = KButton(text=language_name(lang), action=f"lang_{lang}", style="neutral",
+                        on_press=lambda lang=lang: self.app.set_language(lang))
+            b.height, b.size_hint_x, b.width, b.font_size = dp(60), None, dp(150), sp(26)
+            self.lang_buttons[lang] = b
+            self.langs.add_widget(b)
         self.add_widget(self.langs)
 
     def update(self, screen: str) -> None:
@@ -73,17 +83,8 @@ class TopBar(Panel):
         self.step.text = (tr("Step {n} of {total}: {name}").format(
             n=n, total=len(STEP_NAMES), name=tr(STEP_NAMES[n - 1])) if n
             else tr("Prepaid top-up"))
-        self.langs.clear_widgets()
-        for lang in self.app.settings.ui.languages:
-            b = KButton(text=language_name(lang), action=f"lang_{lang}",
-                        style="demo_on" if lang == tr.lang else "neutral",
-                        on_press=lambda lang=lang: self.app.set_language(lang))
-            b.height = dp(60)
-            b.size_hint_x = None
-            b.width = dp(150)
-            b.font_size = sp(26)
-            self.langs.add_widget(b)
-        self.langs.width = len(self.app.settings.ui.languages) * dp(160)
+        for lang, b in self.lang_buttons.items():
+            b.set_style("demo_on" if lang == tr.lang else "neutral")
 
 
 class KioskApp(App):

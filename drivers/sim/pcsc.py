@@ -275,8 +275,6 @@ class PcscSimReader(SimReader):
         info: SimInfo | None = None
         try:
             info = connect_and_read(self.scard, ctx, reader)
-        except _ServiceLost:
-            raise
         except CardUnreadable as exc:
             log.warning("SIM not read: %s (%s)", exc.reason, exc)
             self._post(ev.SimUnreadable(exc.reason))

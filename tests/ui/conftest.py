@@ -123,7 +123,10 @@ async def kiosk_session(pcscd_rig: Any) -> Any:
     from kiosk import config
     settings = config.load(data_dir=_STATE / "var")
     # The SIM is read through the real PC/SC stack: the session's private pcscd and its
-    # vpcd reader, into which the demo panel pushes virtual cards.
+    # vpcd reader, into which the demo panel pushes virtual cards. This kiosk keeps
+    # watching that reader until the session ends, so tests/pcsc (which drive the same
+    # reader with drivers of their own) must run before tests/ui, as pytest's path
+    # order has them; a second vpcd reader in the same pcscd did not work.
     sim_reader = config.DeviceSettings("pcsc", {
         "reader": "^" + pcscd_rig.reader_name + "$", "poll_ms": 300,
         "demo_vpcd_port": pcscd_rig.port})
