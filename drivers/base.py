@@ -75,14 +75,28 @@ class BillAcceptor(Device):
 
 @dataclass(frozen=True)
 class CardResult:
+    """What a card terminal said about one payment (or one reversal). Never a card number.
+
+    reason: "" when approved; "declined" | "aborted" (customer or kiosk) | "offline"
+    (terminal unreachable before anything was sent) | "unknown" (sent, no final answer:
+    timeout or port lost mid-transaction; resolve with `CardTerminal.last_result`).
+    """
     approved: bool
     amount: int = 0
     auth_code: str = ""
     trace: str = ""
-    reason: str = ""           # "declined" | "aborted" | "timeout" | "offline"
+    reason: str = ""
+    result_code: int | None = None        # the terminal's result code (ZVT: 0x00 = success)
+    receipt_no: str = ""                  # the terminal's receipt number (needed to reverse)
+    terminal_id: str = ""
+    card_name: str = ""                   # card type as the terminal names it ("Mastercard")
+    text: str = ""                        # the terminal's last message for the customer
+    lines: tuple[str, ...] = ()           # the terminal's receipt lines (customer copy)
 
 
 class CardTerminal(Device):
+    """Intermediate texts of the terminal ("Insert card", "Enter PIN") are reported through
+    the sink as kiosk.events.CardText while `authorise` runs."""
     name = "card"
 
     @abstractmethod
@@ -92,7 +106,17 @@ class CardTerminal(Device):
     async def abort(self) -> None: ...
 
     @abstractmethod
-    async def reverse(self, ref: str, amount: int) -> bool: ...
+    async def reverse(self, ref: str, amount: int, receipt_no: str = "") -> CardResult:
+        """Reverse the payment `receipt_no` (approved=True: reversed)."""
+
+    async def last_result(self, ref: str, amount: int) -> CardResult | None:
+        """After an "unknown" authorisation: what the terminal says its last transaction
+        was (approved=True only if it is this payment), or None when it cannot tell yet."""
+        return None
+
+    def available(self) -> bool:
+        """Registered and answering: card payment may be offered."""
+        return True
 
 
 class PrinterError(DeviceFault):

@@ -11,11 +11,13 @@ _DRIVERS: dict[str, dict[str, str]] = {
                    "pcsc": "drivers.sim.pcsc:PcscSimReader"},
     "cash": {"simulated": "drivers.simulated:SimulatedBillAcceptor",
              "id003": "drivers.bill.acceptor:Id003Acceptor"},
-    "card": {"simulated": "drivers.simulated:SimulatedCardTerminal"},
+    "card": {"simulated": "drivers.simulated:SimulatedCardTerminal",
+             "zvt": "drivers.card_terminal.terminal:ZvtTerminal"},
     "printer": {"simulated": "drivers.simulated:SimulatedPrinter"},
     "backend": {"simulated": "kiosk.backend.simulated:SimulatedBackend",
                 "reloadly": "kiosk.backend.reloadly:ReloadlyBackend"},
-    "wallet": {"simulated": "kiosk.payments.simulated:SimulatedWallet"},
+    "wallet": {"simulated": "kiosk.payments.simulated:SimulatedWallet",
+               "http": "kiosk.payments.gateway:HttpWallet"},
 }
 
 

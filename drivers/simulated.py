@@ -139,19 +139,18 @@ class SimulatedCardTerminal(CardTerminal):
             return CardResult(False, reason="declined")
         trace = f"{next(self._trace):06d}"
         self.ledger.authorised[ref] = amount
-        return CardResult(True, amount, auth_code=f"A{trace}", trace=trace)
+        return CardResult(True, amount, auth_code=f"A{trace}", trace=trace, receipt_no=trace[-4:])
 
     async def abort(self) -> None:
         self._abort.set()
 
-    async def reverse(self, ref: str, amount: int) -> bool:
+    async def reverse(self, ref: str, amount: int, receipt_no: str = "") -> CardResult:
         await asyncio.sleep(self.delay_s / 3)
         if not self.reversal_works or ref not in self.ledger.authorised:
-            return False
-        if ref in self.ledger.reversed:
-            return True
-        self.ledger.reversed[ref] = amount
-        return True
+            return CardResult(False, reason="declined")
+        if ref not in self.ledger.reversed:
+            self.ledger.reversed[ref] = amount
+        return CardResult(True, amount)
 
 
 class SimulatedPrinter(ReceiptPrinter):

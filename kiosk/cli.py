@@ -7,7 +7,9 @@
     kiosk diag sim [--reader REGEX] [--wait SECONDS] [--json]
     kiosk diag bill --port PATH [--accept N] [--timeout S] [--json]
     kiosk qr decode PAYLOAD [--json]      kiosk qr encode [--amount A] [--reference R] ...
-    kiosk sim backend [--port N]
+    kiosk diag card --port PATH --amount MINOR_UNITS [--keep] [--json]
+    kiosk sim backend [--port N]         kiosk sim wallet [--port N]
+    kiosk sim pay REFERENCE [--url URL] [--late]
 
 Exit codes: 0 ok, 1 not found / invalid, 2 configuration error, 64 wrong command line;
 `kiosk diag sim` has its own (see its --help).
@@ -155,6 +157,17 @@ def cmd_diag_bill(args: argparse.Namespace) -> int:
                      s.cash_denominations)
 
 
+def cmd_diag_card(args: argparse.Namespace) -> int:
+    from drivers.card_terminal.selftest import diag_card
+    s = _settings(args)
+    if args.amount <= 0:
+        print("kiosk: --amount must be a positive number of minor units", file=sys.stderr)
+        return 64
+    opts = s.devices["card"].options if s.devices["card"].driver == "zvt" else {}
+    return diag_card(args.port, args.amount, args.keep, args.json, s.currency,
+                     str(opts.get("password", "000000")))
+
+
 def cmd_qr_decode(args: argparse.Namespace) -> int:
     from .payments import emvco
     try:
@@ -207,14 +220,17 @@ def cmd_qr_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_backend(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
     from .backend.http_sim import ReloadlySimulator
     sim = ReloadlySimulator(port=args.port, client_id=args.client_id,
                             client_secret=args.client_secret).start()
     print(f"top-up backend simulator on {sim.url} (client {args.client_id}); "
           f"faults: POST {sim.url}/_sim/mode; Ctrl-C stops it", flush=True)
+    return _serve_until_stopped(sim)
+
+
+def _serve_until_stopped(sim: Any) -> int:
+    import signal
+    import threading
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -224,6 +240,36 @@ def cmd_sim_backend(args: argparse.Namespace) -> int:
         pass
     finally:
         sim.stop()
+    return 0
+
+
+def cmd_sim_wallet(args: argparse.Namespace) -> int:
+    from .payments.gateway_sim import WalletGatewaySimulator
+    sim = WalletGatewaySimulator(port=args.port, api_key=args.api_key).start()
+    print(f"wallet gateway simulator on {sim.url} (API key {args.api_key}); a customer pays "
+          f"with: kiosk sim pay REFERENCE --url {sim.url}; Ctrl-C stops it", flush=True)
+    return _serve_until_stopped(sim)
+
+
+def cmd_sim_pay(args: argparse.Namespace) -> int:
+    """The customer's phone pays an order at the wallet gateway simulator."""
+    import httpx
+    url = args.url.rstrip("/") + f"/_sim/pay/{args.reference}"
+    try:
+        r = httpx.post(url, json={"late": args.late}, timeout=5)
+    except httpx.HTTPError as exc:
+        print(f"kiosk: wallet gateway simulator not reachable at {args.url}: {exc}",
+              file=sys.stderr)
+        return 1
+    body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+    if r.status_code == 404:
+        print(f"kiosk: no order {args.reference} at {args.url}", file=sys.stderr)
+        return 1
+    if not body.get("paid"):
+        print(f"kiosk: order {args.reference} was not paid (not pending; --late pays a "
+              f"closed or expired one)", file=sys.stderr)
+        return 1
+    print(f"paid {args.reference}: {body.get('provider_ref', '')}")
     return 0
 
 
@@ -292,6 +338,23 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--json", action="store_true", help="JSON lines")
     db.set_defaults(func=cmd_diag_bill)
 
+    dc = dsub.add_parser(
+        "card", help="self-test of a ZVT card terminal: pay with a real card, then reverse",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Register with the terminal on PORT, authorise AMOUNT (minor units) "
+                    "with a card, print the terminal's texts as they come, its receipt lines "
+                    "and the result, then reverse the test payment unless --keep.",
+        epilog="exit codes:\n  0  paid (and reversed unless --keep)\n"
+               "  2  declined or aborted at the terminal\n"
+               "  3  paid but the reversal failed (reverse it from the terminal's menu)\n"
+               "  4  terminal unreachable, port problem or result unknown\n"
+               "  64 wrong command line")
+    dc.add_argument("--port", required=True, help="serial port, e.g. /dev/kiosk-card")
+    dc.add_argument("--amount", type=int, required=True, help="minor units, e.g. 100 = 1.00")
+    dc.add_argument("--keep", action="store_true", help="do not reverse the test payment")
+    dc.add_argument("--json", action="store_true", help="one JSON document")
+    dc.set_defaults(func=cmd_diag_card)
+
     q = sub.add_parser("qr", help="EMVCo merchant-presented QR payloads")
     qsub = q.add_subparsers(dest="qr_command", required=True)
     qd = qsub.add_parser("decode", help="print the tags (templates expanded), check the CRC; "
@@ -319,6 +382,18 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--client-id", default="kiosk")
     sb.add_argument("--client-secret", default="secret")
     sb.set_defaults(func=cmd_sim_backend)
+    sw = smsub.add_parser("wallet", help="HTTP wallet gateway (dynamic EMVCo QR orders), a "
+                                         "customer pays with `kiosk sim pay`")
+    sw.add_argument("--port", type=int, default=8078)
+    sw.add_argument("--api-key", default="kiosk-demo-key")
+    sw.set_defaults(func=cmd_sim_wallet)
+    sp = smsub.add_parser("pay", help="the customer's phone pays an order at the wallet "
+                                      "gateway simulator; exit 1 if it was not paid")
+    sp.add_argument("reference", help="the kiosk's transaction reference, e.g. K0001-000042")
+    sp.add_argument("--url", default="http://127.0.0.1:8078")
+    sp.add_argument("--late", action="store_true",
+                    help="pay even a closed or expired order (a payment arriving late)")
+    sp.set_defaults(func=cmd_sim_pay)
     return p
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from . import events as ev
+from .backend.base import Balance
 from .catalog import Catalog, NumberCheck
 
 
@@ -110,6 +111,10 @@ class State:
         ("backend", True), ("cash", True), ("qr", True), ("card", True), ("printer", True),
         ("sim_reader", True))
     orphan_total: int = 0
+    offered: tuple[str, ...] | None = None  # products the provider sells this number now
+                                           # (None: still asking)
+    balance: Balance | None = None         # before the top-up, where the operator tells
+    balance_after: Balance | None = None   # after a successful top-up
 
     def device_ok(self, name: str) -> bool:
         return dict(self.devices).get(name, False)
@@ -169,6 +174,9 @@ class Engine:
                 return replace(s, sim_present=True), []
             case ev.ReceiptPrinted(ref=ref) if ref == s.txn.ref:
                 return replace(s, receipt_printed=True), []
+            case ev.BalanceReported(ref=ref) if ref == s.txn.ref:
+                return replace(s, balance_after=Balance(e.airtime, e.data_mb,
+                                                        e.valid_until)), []
             case ev.PrinterFailed(ref=ref) if ref == s.txn.ref:
                 return replace(s, receipt_printed=False), []
             case ev.NoteEscrowed(value=v) if s.phase is not Phase.PAY_CASH:
@@ -232,7 +240,15 @@ class Engine:
                                                t.voucher, t.refunded))
             if t.paid:
                 effects.append(ev.PrintReceipt(t.ref))
+            if outcome is Outcome.SUCCESS and self._has_balance_inquiry(t.operator):
+                effects.append(ev.QueryBalance(t.ref, t.msisdn, t.operator))
         return s, effects
+
+    def _has_balance_inquiry(self, operator: str) -> bool:
+        try:
+            return self.catalog.operator(operator).has_balance_inquiry
+        except KeyError:
+            return False
 
     def _abandon_unpaid(self, s: State, back_to: Phase | None, notice: str = "") -> Result:
         """Leave a payment before any money moved: close its reference as cancelled."""
@@ -299,7 +315,11 @@ class Engine:
     def _on_confirm_number(self, s: State, e: ev.Record) -> Result:
         match e:
             case ev.ConfirmNumber(yes=True):
-                return replace(s, phase=Phase.CHOOSE_PRODUCT, notice=""), []
+                # Before any money: ask the provider who the operator is, what it sells this
+                # number now, and whether it is reachable at all.
+                s = replace(s, phase=Phase.CHOOSE_PRODUCT, notice="", offered=None,
+                            balance=None, balance_after=None)
+                return s, [ev.CheckSubscriber(s.txn.msisdn, s.txn.operator)]
             case ev.ConfirmNumber(yes=False) | ev.Back():
                 keep = s.typed if s.txn.number_source == "typed" else ""
                 return replace(s, phase=Phase.IDENTIFY, typed=keep, txn=Txn(), notice=""), []
@@ -309,13 +329,29 @@ class Engine:
 
     def _on_choose_product(self, s: State, e: ev.Record) -> Result:
         match e:
+            case ev.SubscriberChecked(msisdn=n, operator=op, offered=offered) \
+                    if n == s.txn.msisdn and s.offered is None:
+                balance = None
+                if (e.airtime, e.data_mb, e.valid_until) != (None, None, ""):
+                    balance = Balance(e.airtime, e.data_mb, e.valid_until)
+                return replace(s, txn=replace(s.txn, operator=op), offered=tuple(offered),
+                               balance=balance), []
+            case ev.SubscriberCheckFailed(msisdn=n, reason=reason) \
+                    if n == s.txn.msisdn and s.offered is None:
+                if reason == "unavailable":
+                    s = self._with_device(s, "backend", False)
+                return replace(s, offered=(), notice=f"backend.{reason}"), []
             case ev.ChooseProduct(product_id=pid, amount=amount, today=today):
                 try:
                     p = self.catalog.product(pid)
                 except KeyError:
                     return replace(s, notice="product.unknown"), []
+                if s.offered is None:
+                    return replace(s, notice="product.checking"), []
                 if p.operator != s.txn.operator:
                     return replace(s, notice="product.wrong_operator"), []
+                if pid not in s.offered:
+                    return replace(s, notice="product.unavailable"), []
                 if not p.on_sale(today):
                     return replace(s, notice="product.expired"), []
                 if not p.accepts(amount):

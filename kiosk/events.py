@@ -111,6 +111,34 @@ class SubscriberNotFound(Record):
 
 
 @dataclass(frozen=True)
+class SubscriberChecked(Record):
+    """The provider's answer before any money: the number's operator (detected; a ported
+    number may differ from its prefix), the catalog products it can be sold now, and its
+    balance where the operator offers an inquiry."""
+    msisdn: str
+    operator: str
+    offered: tuple[str, ...]
+    airtime: int | None = None
+    data_mb: int | None = None
+    valid_until: str = ""
+
+
+@dataclass(frozen=True)
+class SubscriberCheckFailed(Record):
+    msisdn: str
+    reason: str                      # "unavailable" | "unknown_operator"
+
+
+@dataclass(frozen=True)
+class BalanceReported(Record):
+    """The balance after a successful top-up (shown on the result screen)."""
+    ref: str
+    airtime: int | None = None
+    data_mb: int | None = None
+    valid_until: str = ""
+
+
+@dataclass(frozen=True)
 class DeviceStatus(Record):
     device: str                      # "cash" | "card" | "qr" | "backend" | "printer" | "sim"
     ok: bool
@@ -201,6 +229,12 @@ class CardApproved(Record):
 
 
 @dataclass(frozen=True)
+class CardText(Record):
+    """The card terminal's message for the customer while it works ("Insert card")."""
+    text: str
+
+
+@dataclass(frozen=True)
 class CardDeclined(Record):
     money = True
     ref: str
@@ -266,6 +300,19 @@ class PrinterFailed(Record):
 @dataclass(frozen=True)
 class LookupSubscriber(Record):
     iccid: str
+
+
+@dataclass(frozen=True)
+class CheckSubscriber(Record):
+    msisdn: str
+    operator: str
+
+
+@dataclass(frozen=True)
+class QueryBalance(Record):
+    ref: str
+    msisdn: str
+    operator: str
 
 
 @dataclass(frozen=True)
@@ -413,7 +460,7 @@ def from_dict(kind: str, data: dict[str, Any]) -> Record:
 
 
 EFFECT_TYPES: frozenset[str] = frozenset({
-    "LookupSubscriber", "AllocateReference", "EnableCash", "DisableCash", "StackNote",
+    "LookupSubscriber", "CheckSubscriber", "QueryBalance", "AllocateReference", "EnableCash", "DisableCash", "StackNote",
     "ReturnNote", "CreateQrOrder", "CloseQrOrder", "AuthoriseCard", "AbortCard", "ReverseCard",
     "TopUp", "QueryTopUp", "IssueVoucher", "PrintReceipt", "CloseTransaction", "LatePayment",
     "OrphanNote", "SetVoucherStatus",

@@ -59,6 +59,10 @@ NOTICES: dict[str, str] = {
     "product.wrong_operator": N_("This product is for another network than your number."),
     "product.expired": N_("This promotion has ended."),
     "product.bad_amount": N_("Please choose an amount within the limits shown."),
+    "product.checking": N_("One moment: checking what your number can get."),
+    "product.unavailable": N_("This product cannot be bought for your number right now."),
+    "backend.unavailable": N_("Top-up is temporarily unavailable. Nothing was charged. "
+                              "Please try again later."),
     "note.too_large": N_("That note is more than you still need to pay. It was given back."),
     "note.rejected": N_("That note was not accepted. Please try another one."),
     "cash.unavailable": N_("Cash payment is not available right now. Please choose another way to pay."),

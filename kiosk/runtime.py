@@ -40,7 +40,7 @@ Listener = Callable[[State], None]
 
 # Effects a background session must not perform: the devices belong to the customer in front.
 _DEVICE_EFFECTS = (ev.EnableCash, ev.DisableCash, ev.StackNote, ev.ReturnNote, ev.AbortCard,
-                   ev.PrintReceipt, ev.LookupSubscriber)
+                   ev.PrintReceipt, ev.LookupSubscriber, ev.CheckSubscriber, ev.QueryBalance)
 
 
 class Session:
@@ -353,6 +353,10 @@ class Runtime:
                 session.post(ev.ReferenceAllocated(ref), journaled=True)
             case ev.LookupSubscriber(iccid=iccid):
                 self.spawn(self._lookup(session, iccid))
+            case ev.CheckSubscriber(msisdn=msisdn, operator=op):
+                self.spawn(self._check_subscriber(session, msisdn, op))
+            case ev.QueryBalance(ref=ref, msisdn=msisdn, operator=op):
+                self.spawn(self._balance_after(session, ref, msisdn, op))
             case ev.EnableCash():
                 d["cash"].enable()
             case ev.DisableCash():
@@ -419,12 +423,66 @@ class Runtime:
         else:
             session.post(ev.SubscriberNotFound(iccid))
 
+    async def _check_subscriber(self, session: Session, msisdn: str, operator: str) -> None:
+        """Before any money: the operator as the provider routes the number, what it sells
+        this number now, and the balance where the operator offers an inquiry. Any failure
+        to ask means payment is not offered ("top-up temporarily unavailable")."""
+        catalog = self.settings.catalog
+        international = catalog.international(msisdn)
+        timeout = self.settings.backend_timeout_s
+        try:
+            detected = await asyncio.wait_for(self.backend.detect_operator(international),
+                                              timeout)
+            if detected == "" or (detected is not None and detected not in
+                                  {o.id for o in catalog.operators}):
+                session.post(ev.SubscriberCheckFailed(msisdn, "unknown_operator"))
+                return
+            if detected and detected != operator:
+                log.info("number %s is with %s, not %s (ported)", mask_number(msisdn, "*"),
+                         detected, operator)
+                operator = detected
+            offers = await asyncio.wait_for(self.backend.offers(operator), timeout)
+        except Exception as exc:    # noqa: BLE001 - cannot ask: do not take money
+            log.warning("number check failed: %s", exc or type(exc).__name__)
+            session.post(ev.SubscriberCheckFailed(msisdn, "unavailable"))
+            return
+        from .backend.base import offered as offered_ids
+        products = catalog.offers(operator)
+        ids = offered_ids(products, offers)
+        missing = [p.id for p in products if p.id not in ids]
+        if missing:
+            log.warning("provider does not sell %s now: not offered", ", ".join(missing))
+        balance = await self._balance(international, operator)
+        session.post(ev.SubscriberChecked(
+            msisdn, operator, ids, balance.airtime if balance else None,
+            balance.data_mb if balance else None, balance.valid_until if balance else ""))
+
+    async def _balance(self, international: str, operator: str) -> Any:
+        try:
+            if not self.settings.catalog.operator(operator).has_balance_inquiry:
+                return None
+            return await asyncio.wait_for(self.backend.balance(international, operator),
+                                          min(self.settings.backend_timeout_s, 5))
+        except Exception as exc:    # noqa: BLE001 - a balance is a courtesy: never blocks a sale
+            log.info("balance inquiry failed: %s", exc or type(exc).__name__)
+            return None
+
+    async def _balance_after(self, session: Session, ref: str, msisdn: str,
+                             operator: str) -> None:
+        b = await self._balance(self.settings.catalog.international(msisdn), operator)
+        if b is not None:
+            session.post(ev.BalanceReported(ref, b.airtime, b.data_mb, b.valid_until))
+
     async def _topup(self, session: Session, eff: ev.TopUp) -> None:
         international = self.settings.catalog.international(eff.msisdn)
         try:
+            kind = self.settings.catalog.product(eff.product_id).kind.value
+        except KeyError:
+            kind = "airtime"
+        try:
             answer = await asyncio.wait_for(
                 self.backend.topup(eff.ref, international, eff.operator, eff.product_id,
-                                   eff.amount), self.settings.backend_timeout_s)
+                                   eff.amount, kind=kind), self.settings.backend_timeout_s)
         except Exception as exc:    # noqa: BLE001 - timeout, drop, 5xx: never a failure
             log.warning("top-up %s: no final answer (%s)", eff.ref, type(exc).__name__)
             session.post(ev.TopUpUnknown(eff.ref, type(exc).__name__))
@@ -480,14 +538,43 @@ class Runtime:
                 session.post(ev.QrOrderFailed(ref, "declined"))
                 return
 
+    # After a QR order is closed (cancel, expiry), a payment the customer's wallet had already
+    # started can still land: the order is watched this long, then given up.
+    LATE_WATCH_S = 600.0
+    LATE_POLL_S = 2.0                # first wait between looks; grows to 30 s
+
     async def _qr_close(self, session: Session, ref: str) -> None:
         try:
-            st = await self.wallet.close(ref)
-        except Exception as exc:    # noqa: BLE001
+            st = await asyncio.wait_for(self.wallet.close(ref), self.settings.backend_timeout_s)
+        except Exception as exc:    # noqa: BLE001 - unknown: the watch below asks again
             log.error("closing QR order %s failed: %s", ref, exc)
-            return
-        if st.state == "paid":
+            st = None
+        if st is not None and st.state == "paid":
             session.post(ev.QrPaid(ref, st.amount, st.provider_ref))
+            return
+        self.spawn(self._qr_watch_late(session, ref))
+
+    async def _qr_watch_late(self, session: Session, ref: str) -> None:
+        """A payment arriving after cancel or expiry is never lost: it is reported as QrPaid,
+        which the engine turns into a LatePayment voucher (or, on the payment screen, a
+        credit)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.LATE_WATCH_S
+        wait = self.LATE_POLL_S
+        while loop.time() < deadline:
+            await asyncio.sleep(wait)
+            wait = min(wait * 1.5, 30.0)
+            try:
+                st = await asyncio.wait_for(self.wallet.status(ref),
+                                            self.settings.backend_timeout_s)
+            except Exception:   # noqa: BLE001 - keep watching
+                continue
+            if st.state == "paid":
+                log.warning("QR order %s paid after it was closed", ref)
+                session.post(ev.QrPaid(ref, st.amount, st.provider_ref))
+                return
+            if st.state == "declined":
+                return
 
     async def _card_authorise(self, session: Session, ref: str, amount: int) -> None:
         try:
@@ -503,7 +590,7 @@ class Runtime:
 
     async def _card_reverse(self, session: Session, ref: str, amount: int) -> None:
         try:
-            ok = await self.devices["card"].reverse(ref, amount)
+            ok = (await self.devices["card"].reverse(ref, amount)).approved
         except DeviceError as exc:
             log.error("card reversal %s: %s", ref, exc)
             ok = False

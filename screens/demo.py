@@ -98,6 +98,7 @@ class DemoPanel(Panel):
                 btns.append(small_button("Jam", "demo_cash_jam", device.jam_after_escrow))
                 btns.append(small_button("Clear fault", "demo_cash_clear", device.clear_fault))
             self.grid(btns, cols=3)
+        wallet = getattr(wallet, "simulator", None) or wallet
         if hasattr(wallet, "pay"):
             self.section("Customer's wallet app")
             self.grid([small_button("Pay the QR", "demo_qr_pay", self._qr_pay),
@@ -108,7 +109,17 @@ class DemoPanel(Panel):
                                     lambda o=o: self._set(card, "next_outcome", o),
                                     on=card.next_outcome == o)
                        for o in card.OUTCOMES])
-        if hasattr(backend, "mode"):
+        aggregator = getattr(backend, "simulator", None)
+        if aggregator is not None:
+            self.section("Aggregator (HTTP): next top-up")
+            names = {"succeed": "Succeeds", "fail": "Fails", "timeout_after_commit": "Reply lost",
+                     "processing": "Processing", "slow": "Slow", "5xx": "Error 500",
+                     "recently_recharged": "Just recharged", "insufficient_balance": "No float"}
+            self.grid([small_button(label, f"demo_backend_{m}",
+                                    lambda m=m: self._backend_mode(aggregator, m),
+                                    on=aggregator.mode == m)
+                       for m, label in names.items()], cols=3)
+        elif hasattr(backend, "mode"):
             self.section("Top-up backend: next top-up")
             names = {"succeed": "Succeeds", "fail": "Fails", "timeout": "Times out"}
             self.grid([small_button(names[m], f"demo_backend_{m}",
@@ -124,6 +135,11 @@ class DemoPanel(Panel):
                                     lambda: self._set(printer, "paper_state", "out"),
                                     on=printer.paper_state == "out")])
         self.body.add_widget(Widget())
+
+    def _backend_mode(self, aggregator: Any, mode: str) -> None:
+        aggregator.set_mode(mode)
+        self.say(f"aggregator: next top-up {mode.replace('_', ' ')}")
+        self.refresh()
 
     def _set(self, obj: Any, attr: str, value: Any) -> None:
         setattr(obj, attr, value)
@@ -178,15 +194,18 @@ class DemoPanel(Panel):
             device.insert(1)
         self.say("a counterfeit note inserted")
 
+    def _wallet(self) -> Any:
+        return getattr(self.d["wallet"], "simulator", None) or self.d["wallet"]
+
     def _ref(self) -> str | None:
         return self.ctx.rt.state.txn.ref
 
     def _qr_pay(self) -> None:
         ref = self._ref()
-        ok = bool(ref) and self.d["wallet"].pay(ref)
+        ok = bool(ref) and self._wallet().pay(ref)
         self.say("wallet: paid" if ok else "wallet: no QR code to pay")
 
     def _qr_decline(self) -> None:
         ref = self._ref()
-        ok = bool(ref) and self.d["wallet"].decline(ref)
+        ok = bool(ref) and self._wallet().decline(ref)
         self.say("wallet: declined" if ok else "wallet: no QR code to decline")

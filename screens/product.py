@@ -44,7 +44,10 @@ class ProductScreen(KioskScreen):
         return date.today()
 
     def offers(self) -> list[Product]:
-        return self.ctx.catalog.offers(self.ctx.rt.state.txn.operator, self.today())
+        """What the catalog has for the number's network and the provider sells it now."""
+        s = self.ctx.rt.state
+        sold = s.offered or ()
+        return [p for p in self.ctx.catalog.offers(s.txn.operator, self.today()) if p.id in sold]
 
     def reset(self) -> None:
         self.kind = ProductKind.AIRTIME
@@ -63,6 +66,8 @@ class ProductScreen(KioskScreen):
         op = self.ctx.catalog.operator(s.txn.operator).name if s.txn.operator else ""
         self.for_number.text = _("For {number} ({network})").format(
             number=mask_number(s.txn.msisdn), network=op)
+        if s.balance is not None:
+            self.for_number.text += "\n" + balance_text(self.ctx, s.balance)
         offers = self.offers()
         kinds = [k for k, _t in TABS if any(p.kind is k for p in offers)]
         if self.kind not in kinds and kinds:
@@ -75,6 +80,9 @@ class ProductScreen(KioskScreen):
                     action=f"tab_{k.value}", height=dp(80),
                     on_press=lambda k=k: self._tab(k)))
         self.grid.clear_widgets()
+        if s.offered is None:
+            self.grid.add_widget(label(_("One moment: checking what your number can get."),
+                                       theme.FS_TITLE, theme.MUTED))
         self.grid.row_default_height = dp(118) if self.kind is ProductKind.AIRTIME else dp(236)
         for p in offers:
             if p.kind is not self.kind:
@@ -129,6 +137,24 @@ class ProductScreen(KioskScreen):
 
     def _ask_amount(self, p: Product) -> None:
         AmountDialog(self, p).open()
+
+
+def balance_text(ctx: Any, b: Any, first: str = N_("Balance: {amount}")) -> str:
+    """'Balance: ₱12.50 · 300 MB data · active until 05 Dec 2026' (what the operator told)."""
+    _ = ctx.tr
+    parts = []
+    if b.airtime is not None:
+        parts.append(_(first).format(amount=ctx.money(b.airtime)))
+    if b.data_mb is not None:
+        data = (f"{b.data_mb / 1024:.1f} GB" if b.data_mb >= 1024 else f"{b.data_mb} MB")
+        parts.append(_("{data} data").format(data=data))
+    if b.valid_until:
+        try:
+            until = date.fromisoformat(b.valid_until).strftime("%d %b %Y")
+        except ValueError:
+            until = b.valid_until
+        parts.append(_("active until {date}").format(date=until))
+    return " · ".join(parts)
 
 
 class AmountDialog(ModalView):

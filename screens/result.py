@@ -9,6 +9,7 @@ from kivy.uix.boxlayout import BoxLayout
 from kiosk import events as ev
 from kiosk.catalog import mask_number
 from kiosk.engine import Outcome, State
+from kiosk.i18n import N_
 from kiosk.receipts import TRANSLATED_VALUES
 from kiosk.vouchers import pretty
 
@@ -94,6 +95,10 @@ class ResultScreen(KioskScreen):
             if t.operator_ref:
                 self.details.text += "\n" + _("Operator reference: {ref}").format(
                     ref=t.operator_ref)
+            if s.balance_after is not None:
+                from .product import balance_text
+                self.details.text += "\n" + balance_text(self.ctx, s.balance_after,
+                                                          N_("New balance: {amount}"))
         elif t.outcome is Outcome.PENDING:
             self.headline.text = _("Your top-up is being processed")
             self.headline.color = theme.WARN_TEXT

@@ -57,6 +57,7 @@ async def main():
     while not rt.devices["cash"].ok:               # the ID-003 acceptor resets at start
         await asyncio.sleep(0.02)
     for e in (ev.Start(), ev.NumberEntered("09171234567"), ev.ConfirmNumber(True),
+              ev.SubscriberChecked("09171234567", "luzon", ("luzon-load",)),
               ev.ChooseProduct("luzon-load", 2000), ev.ChoosePayment("cash")):
         rt.post(e)
     sim = rt.devices["cash"].simulator
@@ -185,3 +186,49 @@ def test_sim_backend_serves_until_stopped(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
     assert proc.returncode == 0
+
+
+def test_sim_wallet_serves_and_sim_pay_pays_an_order() -> None:
+    import signal
+    import socket
+    import urllib.request
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([*KIOSK, "sim", "wallet", "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert f"127.0.0.1:{port}" in proc.stdout.readline()
+        # Nothing to pay yet: a clear error, exit 1.
+        r = subprocess.run([*KIOSK, "sim", "pay", "K0001-000077", "--url", url], cwd=ROOT,
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1 and "no order K0001-000077" in r.stderr
+        req = urllib.request.Request(
+            f"{url}/v1/orders", method="POST",
+            data=json.dumps({"reference": "K0001-000077", "amount": 5000, "currency": "PHP",
+                             "expires_in": 60}).encode(),
+            headers={"Content-Type": "application/json",
+                     "Authorization": "Bearer kiosk-demo-key"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            order = json.loads(resp.read())
+        assert order["status"] == "pending" and "5405" + "50.00" in order["qr_payload"]
+        r = subprocess.run([*KIOSK, "sim", "pay", "K0001-000077", "--url", url], cwd=ROOT,
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and r.stdout.startswith("paid K0001-000077")
+        r = subprocess.run([*KIOSK, "sim", "pay", "K0001-000077", "--url", url], cwd=ROOT,
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 1 and "was not paid" in r.stderr       # never paid twice
+        with urllib.request.urlopen(f"{url}/_sim/state", timeout=5) as resp:
+            assert json.loads(resp.read())["ledger"] == {"K0001-000077": 5000}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    assert proc.returncode == 0
+
+
+def test_sim_pay_without_a_gateway_is_a_clear_error() -> None:
+    r = subprocess.run([*KIOSK, "sim", "pay", "K0001-000001", "--url", "http://127.0.0.1:9"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "not reachable" in r.stderr

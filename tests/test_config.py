@@ -29,7 +29,7 @@ def test_default_config_loads(tmp_path: Path) -> None:
     assert set(s.devices) == {"sim_reader", "cash", "card", "printer", "backend", "wallet"}
     assert {n: d.driver for n, d in s.devices.items()} == {
         "sim_reader": "simulated", "cash": "id003", "card": "simulated",
-        "printer": "simulated", "backend": "simulated", "wallet": "simulated"}
+        "printer": "simulated", "backend": "reloadly", "wallet": "http"}
     assert s.devices["cash"].options["simulator"] is True
     assert s.data_dir == tmp_path
     assert s.journal_path == tmp_path / "journal.sqlite3"
@@ -79,7 +79,7 @@ DEFECTS = [
     Defect("unknown_driver", "kiosk.toml", r'^(\[cash\]\n)driver = "id003"',
            r'\1driver = "id003-nope"', "kiosk.toml", "cash.driver",
            r"unknown driver 'id003-nope'"),
-    Defect("unknown_backend_driver", "kiosk.toml", r'^(\[backend\]\n)driver = "simulated"',
+    Defect("unknown_backend_driver", "kiosk.toml", r'^(\[backend\]\n)driver = "reloadly"',
            r'\1driver = "acme"', "kiosk.toml", "backend.driver", r"unknown driver 'acme'"),
     Defect("bad_language", "kiosk.toml", r'^languages = .*$', 'languages = ["en", "tl"]',
            "kiosk.toml", "ui.languages", r"no translation for 'tl'"),

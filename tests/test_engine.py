@@ -7,6 +7,7 @@ from datetime import date
 import pytest
 
 from kiosk import events as ev
+from kiosk.backend.base import Balance
 from kiosk.catalog import Catalog
 from kiosk.config import DEFAULT_CONFIG, load_catalog
 from kiosk.engine import Engine, EngineError, Outcome, Phase, Policy, State
@@ -37,6 +38,43 @@ def run(engine: Engine, state: State, *events: ev.Record) -> tuple[State, list[e
     return state, effects
 
 
+def test_products_wait_for_the_provider_and_only_what_it_sells_is_sold(engine: Engine) -> None:
+    s, effects = run(engine, State(), ev.Start(), ev.NumberEntered(LUZON), ev.ConfirmNumber(True))
+    assert effects == [ev.CheckSubscriber(LUZON, "luzon")] and s.offered is None
+    s, _ = engine.step(s, ev.ChooseProduct("luzon-load", 2000))
+    assert s.phase is Phase.CHOOSE_PRODUCT and s.notice == "product.checking"
+    # The provider routes the number elsewhere (ported) and sells only one of its packs.
+    s, _ = engine.step(s, ev.SubscriberChecked(LUZON, "isla", ("isla-keep",), 500, None, ""))
+    assert s.txn.operator == "isla" and s.offered == ("isla-keep",)
+    assert s.balance == Balance(500, None, "")
+    s, _ = engine.step(s, ev.ChooseProduct("isla-load", 2000))
+    assert s.phase is Phase.CHOOSE_PRODUCT and s.notice == "product.unavailable"
+    s, _ = engine.step(s, ev.ChooseProduct("isla-keep", 2000))
+    assert s.phase is Phase.CHOOSE_PAYMENT and s.txn.product_id == "isla-keep"
+
+
+@pytest.mark.parametrize("reason", ["unavailable", "unknown_operator"])
+def test_a_failed_number_check_sells_nothing(engine: Engine, reason: str) -> None:
+    s, _ = run(engine, State(), ev.Start(), ev.NumberEntered(LUZON), ev.ConfirmNumber(True),
+               ev.SubscriberCheckFailed(LUZON, reason))
+    assert s.offered == () and s.notice == f"backend.{reason}"
+    assert s.device_ok("backend") is (reason != "unavailable")
+    s, effects = engine.step(s, ev.ChooseProduct("luzon-load", 2000))
+    assert s.phase is Phase.CHOOSE_PRODUCT and effects == []
+
+
+def test_a_stale_number_check_is_ignored(engine: Engine) -> None:
+    s, _ = run(engine, State(), ev.Start(), ev.NumberEntered(LUZON), ev.ConfirmNumber(True),
+               ev.SubscriberChecked("09181234321", "isla", ("isla-load",)))
+    assert s.offered is None and s.txn.operator == "luzon"
+
+
+def checked(engine: Engine, number: str = LUZON) -> ev.SubscriberChecked:
+    """The provider's answer to CheckSubscriber: everything the catalog sells is on sale."""
+    op = engine.catalog.check_number(number).operator or ""
+    return ev.SubscriberChecked(number, op, tuple(p.id for p in engine.catalog.offers(op)))
+
+
 def kinds(effects: list[ev.Record]) -> list[str]:
     return [type(x).__name__ for x in effects]
 
@@ -48,9 +86,10 @@ def closes(effects: list[ev.Record]) -> list[ev.CloseTransaction]:
 def choosing_payment(engine: Engine, product: str = "luzon-load", amount: int = 5000,
                      number: str = LUZON) -> State:
     s, effects = run(engine, State(), ev.Start(), ev.NumberEntered(number),
-                     ev.ConfirmNumber(True), ev.ChooseProduct(product, amount))
+                     ev.ConfirmNumber(True), checked(engine, number),
+                     ev.ChooseProduct(product, amount))
     assert s.phase is Phase.CHOOSE_PAYMENT, s.notice
-    assert effects == []
+    assert effects == [ev.CheckSubscriber(number, engine.catalog.check_number(number).operator)]
     return s
 
 
@@ -169,8 +208,8 @@ def test_sim_removed_during_lookup(engine: Engine) -> None:
 # ---------------------------------------------------------------- products
 def test_product_of_another_operator_is_refused(engine: Engine) -> None:
     s, effects = run(engine, State(), ev.Start(), ev.NumberEntered(LUZON),
-                     ev.ConfirmNumber(True), ev.ChooseProduct("isla-load", 2000))
-    assert effects == []
+                     ev.ConfirmNumber(True), checked(engine), ev.ChooseProduct("isla-load", 2000))
+    assert effects == [ev.CheckSubscriber(LUZON, "luzon")]
     assert s.phase is Phase.CHOOSE_PRODUCT
     assert s.notice == "product.wrong_operator"
     assert s.txn.product_id == ""
@@ -186,7 +225,7 @@ def test_product_of_another_operator_is_refused(engine: Engine) -> None:
 def test_product_refusals(engine: Engine, product: str, amount: int, today: date | None,
                           notice: str) -> None:
     s, _ = run(engine, State(), ev.Start(), ev.NumberEntered(LUZON), ev.ConfirmNumber(True),
-               ev.ChooseProduct(product, amount, today))
+               checked(engine), ev.ChooseProduct(product, amount, today))
     assert s.phase is Phase.CHOOSE_PRODUCT
     assert s.notice == notice
 
@@ -257,7 +296,11 @@ def test_exact_cash_payment_tops_up(engine: Engine) -> None:
     assert effects == [ev.DisableCash(), ev.TopUp(REF, LUZON, "luzon", "luzon-load", 5000)]
     assert s.phase is Phase.FULFILLING
     s, effects = engine.step(s, ev.TopUpSucceeded(REF, "OP1"))
-    assert effects == [ev.CloseTransaction(REF, "success", 5000, 5000, 0, 0), ev.PrintReceipt(REF)]
+    # Luzon Mobile offers a balance inquiry: the new balance is asked for the result screen.
+    assert effects == [ev.CloseTransaction(REF, "success", 5000, 5000, 0, 0), ev.PrintReceipt(REF),
+                       ev.QueryBalance(REF, LUZON, "luzon")]
+    s, effects = engine.step(s, ev.BalanceReported(REF, 6250, 300, "2026-12-05"))
+    assert effects == [] and s.balance_after == Balance(6250, 300, "2026-12-05")
     assert s.phase is Phase.RESULT
     assert s.txn.outcome is Outcome.SUCCESS and s.txn.closed
     assert s.txn.operator_ref == "OP1"
@@ -280,7 +323,7 @@ def test_change_below_smallest_note_ends_as_voucher(engine: Engine) -> None:
     assert effects == [ev.IssueVoucher(REF, 500, "change")]
     s, effects = engine.step(s, ev.VoucherIssued(REF, "1234567812345670", 500))
     assert effects == [ev.CloseTransaction(REF, "success", 2000, 1500, 500, 0),
-                       ev.PrintReceipt(REF)]
+                       ev.PrintReceipt(REF), ev.QueryBalance(REF, LUZON, "luzon")]
     assert s.txn.outcome is Outcome.SUCCESS
     assert s.txn.voucher == 500 and s.txn.voucher_code == "1234567812345670"
 

@@ -46,7 +46,7 @@ MAIN = "main"
 
 # Effects a background session does not perform (the devices belong to the customer in front).
 DEVICE_EFFECTS = (ev.EnableCash, ev.DisableCash, ev.StackNote, ev.ReturnNote, ev.AbortCard,
-                  ev.PrintReceipt, ev.LookupSubscriber)
+                  ev.PrintReceipt, ev.LookupSubscriber, ev.CheckSubscriber, ev.QueryBalance)
 
 
 @dataclass
@@ -160,6 +160,10 @@ class World:
                     voucher[0] = a
             case ev.LookupSubscriber(iccid=iccid):
                 self.pending.append(Pending(session, "lookup", extra=iccid))
+            case ev.CheckSubscriber(msisdn=n, operator=op):
+                # The provider sells everything the catalog has for the operator.
+                return [ev.SubscriberChecked(n, op, tuple(
+                    p.id for p in CATALOG.offers(op)))]
             case ev.EnableCash():
                 self.cash_enabled = not self.cash_fault
                 self.cash_ref = self.sessions[MAIN].txn.ref

@@ -86,10 +86,12 @@ async def until(cond: Callable[[], Any], what: str, timeout: float = TIMEOUT) ->
         await asyncio.sleep(0.005)
 
 
-def choose(rt: Runtime, product: str, amount: int, method: str, number: str = LUZON) -> str:
+async def choose(rt: Runtime, product: str, amount: int, method: str, number: str = LUZON) -> str:
     """Walk the screens up to the payment; returns the transaction's reference."""
-    for e in (ev.Start(), ev.NumberEntered(number), ev.ConfirmNumber(True),
-              ev.ChooseProduct(product, amount), ev.ChoosePayment(method)):
+    for e in (ev.Start(), ev.NumberEntered(number), ev.ConfirmNumber(True)):
+        rt.post(e)
+    await until(lambda: rt.state.offered is not None, "the number checked")
+    for e in (ev.ChooseProduct(product, amount), ev.ChoosePayment(method)):
         rt.post(e)
     ref = rt.state.txn.ref
     assert ref is not None, rt.state
@@ -130,7 +132,7 @@ async def test_cash_purchase(rt: Runtime) -> None:
     cash: SimulatedBillAcceptor = rt.devices["cash"]
     printer: SimulatedPrinter = rt.devices["printer"]
     backend: SimulatedBackend = rt.devices["backend"]
-    ref = choose(rt, "luzon-load", 10000, "cash")
+    ref = await choose(rt, "luzon-load", 10000, "cash")
     assert ref == "K0001-000001"
     assert cash.enabled
     await insert(rt, 5000, 5000)
@@ -174,7 +176,7 @@ async def test_cash_purchase(rt: Runtime) -> None:
 
 async def test_note_too_large_is_returned(rt: Runtime) -> None:
     cash: SimulatedBillAcceptor = rt.devices["cash"]
-    ref = choose(rt, "luzon-load", 2000, "cash")
+    ref = await choose(rt, "luzon-load", 2000, "cash")
     assert cash.insert(5000)
     await until(lambda: cash.record.returned == [5000], "the note to come back")
     assert rt.state.txn.paid == 0 and cash.record.stacked == []
@@ -196,7 +198,7 @@ async def test_backend_failure_gives_a_voucher(rt: Runtime) -> None:
     backend: SimulatedBackend = rt.devices["backend"]
     printer: SimulatedPrinter = rt.devices["printer"]
     backend.mode = "fail"
-    ref = choose(rt, "luzon-load", 5000, "cash")
+    ref = await choose(rt, "luzon-load", 5000, "cash")
     await insert(rt, 5000)
     await until(closed(rt, ref), "the transaction to close")
     r = row(rt, ref)
@@ -219,7 +221,7 @@ async def test_backend_failure_gives_a_voucher(rt: Runtime) -> None:
 async def test_backend_timeout_is_unknown_then_success(rt: Runtime) -> None:
     backend: SimulatedBackend = rt.devices["backend"]
     backend.mode = "timeout"
-    ref = choose(rt, "luzon-load", 2000, "cash")
+    ref = await choose(rt, "luzon-load", 2000, "cash")
     await insert(rt, 2000)
     await until(closed(rt, ref), "the transaction to close")
     r = row(rt, ref)
@@ -239,7 +241,7 @@ async def test_pending_topup_resolved_in_the_background(settings: Settings) -> N
     rt = Runtime(replace(settings, max_unknown_queries=1), devices=make_devices(settings, backend))
     await rt.start()
     try:
-        ref = choose(rt, "luzon-keep", 1500, "cash")
+        ref = await choose(rt, "luzon-keep", 1500, "cash")
         await insert(rt, 2000)          # 5.00 change, unavoidable
         await until(lambda: rt.state.txn.outcome is Outcome.PENDING, "a PENDING result")
         held = rt.journal.vouchers(ref)
@@ -263,7 +265,7 @@ async def test_pending_topup_resolved_in_the_background(settings: Settings) -> N
 async def test_qr_purchase(rt: Runtime) -> None:
     wallet: SimulatedWallet = rt.devices["wallet"]
     backend: SimulatedBackend = rt.devices["backend"]
-    ref = choose(rt, "luzon-load", 5000, "qr")
+    ref = await choose(rt, "luzon-load", 5000, "qr")
     assert rt.state.phase is Phase.PAY_QR
     await until(lambda: rt.state.qr_payload, "the QR order")
     fields = {f.tag: f for f in emvco.decode(rt.state.qr_payload)}
@@ -279,7 +281,7 @@ async def test_qr_purchase(rt: Runtime) -> None:
 
 async def test_qr_cancelled_order_is_closed(rt: Runtime) -> None:
     wallet: SimulatedWallet = rt.devices["wallet"]
-    ref = choose(rt, "luzon-load", 5000, "qr")
+    ref = await choose(rt, "luzon-load", 5000, "qr")
     await until(lambda: rt.state.qr_payload, "the QR order")
     rt.post(ev.Cancel())
     assert rt.state.phase is Phase.IDLE
@@ -293,7 +295,7 @@ async def test_card_topup_failure_is_reversed_once(rt: Runtime) -> None:
     card: SimulatedCardTerminal = rt.devices["card"]
     backend: SimulatedBackend = rt.devices["backend"]
     backend.mode = "fail"
-    ref = choose(rt, "luzon-load", 5000, "card")
+    ref = await choose(rt, "luzon-load", 5000, "card")
     await until(closed(rt, ref), "the transaction to close")
     r = row(rt, ref)
     assert (r.outcome, r.paid, r.credited, r.refunded, r.voucher) == (
@@ -309,7 +311,7 @@ async def test_card_topup_failure_is_reversed_once(rt: Runtime) -> None:
 async def test_card_declined(rt: Runtime) -> None:
     card: SimulatedCardTerminal = rt.devices["card"]
     card.next_outcome = "decline"
-    ref = choose(rt, "luzon-load", 5000, "card")
+    ref = await choose(rt, "luzon-load", 5000, "card")
     await until(lambda: rt.state.phase is Phase.CHOOSE_PAYMENT, "the decline")
     assert rt.state.notice == "card.declined"
     r = row(rt, ref)
@@ -319,7 +321,7 @@ async def test_card_declined(rt: Runtime) -> None:
 
 async def test_cancel_with_cash_paid_gives_a_voucher(rt: Runtime) -> None:
     cash: SimulatedBillAcceptor = rt.devices["cash"]
-    ref = choose(rt, "luzon-load", 5000, "cash")
+    ref = await choose(rt, "luzon-load", 5000, "cash")
     await insert(rt, 2000)
     rt.post(ev.Cancel())
     await until(closed(rt, ref), "the transaction to close")
@@ -337,7 +339,7 @@ async def test_cancel_while_note_in_escrow(settings: Settings) -> None:
     rt = Runtime(settings, devices=devices)
     await rt.start()
     try:
-        ref = choose(rt, "luzon-load", 5000, "cash")
+        ref = await choose(rt, "luzon-load", 5000, "cash")
         await insert(rt, 2000)
         assert cash.insert(2000)
         await until(lambda: rt.state.escrow == 2000, "the note in escrow")
@@ -373,7 +375,7 @@ async def test_recovery_of_partly_paid_cash(settings: Settings) -> None:
     backend = fast_backend()
     rt = await restart(settings, backend)
     cash: SimulatedBillAcceptor = rt.devices["cash"]
-    ref = choose(rt, "luzon-load", 10000, "cash")
+    ref = await choose(rt, "luzon-load", 10000, "cash")
     await insert(rt, 2000, 5000)
     await rt.stop()
     silence(rt)
@@ -400,7 +402,7 @@ async def test_recovery_with_a_note_in_escrow(settings: Settings) -> None:
     cash: SimulatedBillAcceptor = devices["cash"]
     rt = Runtime(settings, devices=devices)
     await rt.start()
-    ref = choose(rt, "luzon-load", 10000, "cash")
+    ref = await choose(rt, "luzon-load", 10000, "cash")
     await insert(rt, 2000)
     cash.stack = lambda value: None    # type: ignore[method-assign]  # dies before stacking
     assert cash.insert(5000)
@@ -420,13 +422,13 @@ async def test_recovery_with_a_note_in_escrow(settings: Settings) -> None:
 @pytest.mark.parametrize("lost", ["reply", "request"])
 async def test_recovery_of_a_topup_without_answer(settings: Settings, lost: str) -> None:
     backend = fast_backend()
+    rt = Runtime(replace(settings, backend_timeout_s=100), devices=make_devices(settings, backend))
+    await rt.start()
+    ref = await choose(rt, "luzon-load", 5000, "cash")
     if lost == "reply":
         backend.mode, backend.timeout_s = "timeout", 100     # credited, the reply never comes
     else:
         backend.delay_s = 100                               # the request never arrives
-    rt = Runtime(replace(settings, backend_timeout_s=100), devices=make_devices(settings, backend))
-    await rt.start()
-    ref = choose(rt, "luzon-load", 5000, "cash")
     await insert(rt, 5000)
     if lost == "reply":
         await until(lambda: ref in backend.ledger, "the credit at the provider")
@@ -472,7 +474,7 @@ async def test_recovery_of_a_pending_topup(settings: Settings) -> None:
     s1 = replace(settings, max_unknown_queries=1)
     rt = Runtime(s1, devices=make_devices(settings, backend))
     await rt.start()
-    ref = choose(rt, "luzon-load", 5000, "cash")
+    ref = await choose(rt, "luzon-load", 5000, "cash")
     await insert(rt, 5000)
     await until(lambda: rt.state.txn.outcome is Outcome.PENDING, "a PENDING result")
     await rt.stop()
@@ -548,9 +550,9 @@ async def test_crash_between_any_two_journal_writes(settings: Settings, flow: st
     loop.set_exception_handler(lambda _loop, _ctx: None)   # device callbacks dying with it
     try:
         if flow == "card-fail":
-            choose(rt, "luzon-load", 5000, "card")
+            await choose(rt, "luzon-load", 5000, "card")
         else:
-            choose(rt, "luzon-load-any", 7000, "cash")
+            await choose(rt, "luzon-load-any", 7000, "cash")
             for v in ((2000,) if flow == "cash-cancel" else (2000, 5000)):
                 await until(lambda: (cash.enabled and cash.escrow is None) or crash.dead,
                             "the acceptor")
@@ -606,8 +608,10 @@ async def test_a_wallet_payment_reported_twice_is_accounted_once(tmp_path):
         rt.devices[name].delay_s = 0.01
     await rt.start()
     try:
-        for e in (ev.Start(), ev.NumberEntered("09171234567"), ev.ConfirmNumber(True),
-                  ev.ChooseProduct("luzon-load", 2000), ev.ChoosePayment("qr")):
+        for e in (ev.Start(), ev.NumberEntered("09171234567"), ev.ConfirmNumber(True)):
+            rt.post(e)
+        await until(lambda: rt.state.offered is not None, "the number checked")
+        for e in (ev.ChooseProduct("luzon-load", 2000), ev.ChoosePayment("qr")):
             rt.post(e)
         for _ in range(200):
             if rt.state.qr_payload:

@@ -16,6 +16,19 @@ Endpoints (shapes as in reloadly.py's docstring):
     GET  /subscribers/{iccid}                 the SIM registry (kiosk/backend/simulated.py
                                               DEMO_SIMS): {"msisdn": ...} or 404
     GET  /accounts/balance                    {"balance": ..., "currencyCode": ...}
+    GET  /operators/{operatorId}              what an operator sells (FIXED/RANGE, local amounts)
+    GET  /operators/auto-detect/phone/{phone}/countries/{iso}   the operator of a number
+    GET  /subscribers/by-phone/{phone}/balance   the operator's balance inquiry (not
+                                              Reloadly's: an operator extension the kiosk
+                                              uses where the operator offers it)
+
+Operators come from a kiosk catalog (config/catalog.toml by default): kiosk operator number i
+(from 1) is Reloadly operator i*1000+1 (airtime: RANGE when the catalog sells a RANGE of
+airtime, else the FIXED amounts) and i*1000+2 (bundles: the FIXED prices of its data, monthly,
+quarterly and validity packs). `operator_ids` is the matching kiosk config table. Numbers are
+detected by the catalog's prefixes, except those in `ported` (number -> kiosk operator). Tests
+and the demo change `withdrawn` (Reloadly operator id -> amounts no longer sold) and
+`detect_down` (auto-detect answers 503).
     POST /_sim/mode                           admin: {"mode": ..., "delay_s": ...,
                                               "processing_lookups": ..., "error_code": ...,
                                               "dedupe": ..., "expire_tokens": true}
@@ -51,9 +64,14 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from kiosk.catalog import Catalog
+
 from .simulated import DEMO_SIMS
+
+_ROOT = Path(__file__).resolve().parents[2]
 
 MODES = ("succeed", "slow", "5xx", "timeout_after_commit", "processing", "fail", "refunded",
          "insufficient_balance", "recently_recharged", "error", "garbage")
@@ -64,8 +82,21 @@ _ERROR_MODES = {"insufficient_balance": "INSUFFICIENT_BALANCE",
 class ReloadlySimulator:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, client_id: str = "kiosk",
                  client_secret: str = "secret", token_ttl_s: int = 3600, dedupe: bool = False,
-                 minor_units: int = 2, currency: str = "PHP") -> None:
+                 minor_units: int = 2, currency: str = "PHP",
+                 catalog: Catalog | None = None) -> None:
         self.host, self.port = host, port
+        if catalog is None:
+            from kiosk.config import load_catalog
+            catalog = load_catalog(_ROOT / "config" / "catalog.toml")
+        self.catalog = catalog
+        self.operators, self.operator_ids = _operators(catalog, minor_units)
+        self.ported: dict[str, str] = {}           # international number -> kiosk operator
+        self.withdrawn: dict[int, set[int]] = {}   # operatorId -> amounts (minor) not sold
+        self.detect_down = False
+        self.subscriber_delay_s = 0.0              # SIM registry answers after this
+        self.topup_delay_s = 0.0                   # every POST /topups answers after this
+        # international number -> {"airtime": minor, "data_mb": n, "valid_until": iso date}
+        self.balances: dict[str, dict[str, Any]] = {}
         self.client_id, self.client_secret = client_id, client_secret
         self.token_ttl_s = token_ttl_s
         self.dedupe = dedupe
@@ -161,6 +192,70 @@ class ReloadlySimulator:
                     "token_requests": self.token_requests,
                     "transactions": [dict(t) for t in self.transactions]}
 
+    # ------------------------------------------------------------------ operators
+    def kiosk_operator(self, operator_id: Any) -> str | None:
+        for op, ids in self.operator_ids.items():
+            if operator_id in ids:
+                return op
+        return None
+
+    def operator(self, operator_id: int) -> dict[str, Any] | None:
+        with self.lock:
+            o = self.operators.get(operator_id)
+            if o is None:
+                return None
+            o = dict(o)
+            gone = self.withdrawn.get(operator_id, set())
+            scale = 10 ** self.minor_units
+            if o["denominationType"] == "FIXED":
+                o["localFixedAmounts"] = [a for a in o["localFixedAmounts"]
+                                          if round(a * scale) not in gone]
+                o["fixedAmounts"] = list(o["localFixedAmounts"])
+            return o
+
+    def detect(self, phone: str) -> dict[str, Any] | None:
+        with self.lock:
+            op = self.ported.get(phone)
+        if op is None:
+            cc, trunk = self.catalog.country_code, self.catalog.trunk_prefix
+            national = trunk + phone[len(cc):] if phone.startswith(cc) else phone
+            check = self.catalog.check_number(national)
+            op = check.operator if check.ok else None
+        if op is None:
+            return None
+        return self.operator(self.operator_ids[op][0])
+
+    def balance_of(self, phone: str) -> dict[str, Any] | None:
+        op = self.detect(phone)
+        if op is None:
+            return None
+        kiosk_op = self.kiosk_operator(op["operatorId"])
+        if kiosk_op is None or not self.catalog.operator(kiosk_op).has_balance_inquiry:
+            return None
+        with self.lock:
+            b = self.balances.setdefault(phone, {"airtime": 1250, "data_mb": 300,
+                                                 "valid_until": "2026-12-05"})
+            return dict(b)
+
+    def _apply_to_balance(self, phone: str, operator_id: Any, minor: int) -> None:
+        """A successful top-up changes the subscriber's balance as the operator would."""
+        kiosk_op = self.kiosk_operator(operator_id)
+        if kiosk_op is None or not phone:
+            return
+        b = self.balances.setdefault(phone, {"airtime": 1250, "data_mb": 300,
+                                             "valid_until": "2026-12-05"})
+        if operator_id % 1000 == 1:
+            b["airtime"] += minor
+            return
+        for p in self.catalog.offers(kiosk_op):
+            if p.kind.value != "airtime" and minor in p.amounts:
+                b["data_mb"] += p.data_mb or 0
+                if p.validity_days:
+                    import datetime as _dt
+                    until = max(_dt.date.fromisoformat(b["valid_until"]), _dt.date.today())
+                    b["valid_until"] = (until + _dt.timedelta(days=p.validity_days)).isoformat()
+                return
+
     # ------------------------------------------------------------------ the API
     def issue_token(self, body: Any) -> tuple[int, Any]:
         with self.lock:
@@ -194,8 +289,17 @@ class ReloadlySimulator:
                         and t["status"] in ("SUCCESSFUL", "PROCESSING")]
                 if done:
                     return "json", 200, dict(done[0]), 0
-            if mode in _ERROR_MODES or mode == "error":
-                code = _ERROR_MODES.get(mode, self.error_code)
+            op = self.operators.get(body.get("operatorId"))   # type: ignore[arg-type]
+            if op is not None and not _sells(self.operator(op["operatorId"]) or op, minor,
+                                             self.minor_units):
+                mode = "error_invalid_amount"
+            if mode in _ERROR_MODES or mode in ("error", "error_invalid_amount"):
+                if mode == "error_invalid_amount":
+                    mode = "error"
+                    self_code = "INVALID_AMOUNT_FOR_OPERATOR"
+                else:
+                    self_code = ""
+                code = self_code or _ERROR_MODES.get(mode, self.error_code)
                 return "json", 400, {"timeStamp": _now(), "errorCode": code,
                                      "message": code.replace("_", " ").capitalize(),
                                      "path": "/topups", "infoLink": None, "details": []}, 0
@@ -217,6 +321,9 @@ class ReloadlySimulator:
             if status in ("SUCCESSFUL", "PROCESSING"):
                 self.credits[cid] = self.credits.get(cid, 0) + minor
                 self.credit_count[cid] = self.credit_count.get(cid, 0) + 1
+                number = (body.get("recipientPhone") or {}).get("number")
+                if isinstance(number, str) and isinstance(body.get("operatorId"), int):
+                    self._apply_to_balance(number, body["operatorId"], minor)
             if status == "PROCESSING":
                 self._pending_lookups[tid] = self.processing_lookups
             answer = dict(txn)
@@ -245,6 +352,52 @@ class ReloadlySimulator:
                 out.append(dict(t))
             return {"content": out, "totalElements": len(out), "totalPages": 1,
                     "number": 0, "size": len(out)}
+
+
+def _operators(catalog: Catalog, minor_units: int
+               ) -> tuple[dict[int, dict[str, Any]], dict[str, list[int]]]:
+    """Reloadly-shaped operator objects for what a kiosk catalog sells (see the docstring)."""
+    scale = 10 ** minor_units
+    ops: dict[int, dict[str, Any]] = {}
+    ids: dict[str, list[int]] = {}
+    for i, op in enumerate(catalog.operators, start=1):
+        products = catalog.offers(op.id)
+        airtime = [p for p in products if p.kind.value == "airtime"]
+        bundles = [p for p in products if p.kind.value != "airtime"]
+        base = {"country": {"isoName": "PH", "name": "Philippines"}, "pin": False,
+                "fx": {"rate": 1.0, "currencyCode": catalog.currency},
+                "destinationCurrencyCode": catalog.currency}
+        ranges = [p for p in airtime if p.is_range]
+        fixed = sorted({a for p in airtime for a in p.amounts})
+        air: dict[str, Any] = {**base, "operatorId": i * 1000 + 1, "id": i * 1000 + 1,
+                               "name": op.name, "bundle": False, "data": False}
+        if ranges:
+            air.update(denominationType="RANGE", localFixedAmounts=[], fixedAmounts=[],
+                       localMinAmount=min(p.range_min or 0 for p in ranges) / scale,
+                       localMaxAmount=max(p.range_max or 0 for p in ranges) / scale)
+        else:
+            air.update(denominationType="FIXED", localMinAmount=None, localMaxAmount=None,
+                       localFixedAmounts=[a / scale for a in fixed],
+                       fixedAmounts=[a / scale for a in fixed])
+        ops[i * 1000 + 1] = air
+        prices = sorted({a for p in bundles for a in p.amounts})
+        ops[i * 1000 + 2] = {**base, "operatorId": i * 1000 + 2, "id": i * 1000 + 2,
+                             "name": f"{op.name} Bundles", "bundle": True, "data": True,
+                             "denominationType": "FIXED", "localMinAmount": None,
+                             "localMaxAmount": None,
+                             "localFixedAmounts": [a / scale for a in prices],
+                             "fixedAmounts": [a / scale for a in prices],
+                             "fixedAmountsDescriptions": {
+                                 f"{a / scale:.2f}": p.name for p in bundles for a in p.amounts}}
+        ids[op.id] = [i * 1000 + 1, i * 1000 + 2]
+    return ops, ids
+
+
+def _sells(op: dict[str, Any], minor: int, minor_units: int) -> bool:
+    scale = 10 ** minor_units
+    if op["denominationType"] == "RANGE":
+        return round(op["localMinAmount"] * scale) <= minor <= round(op["localMaxAmount"] * scale)
+    return minor in {round(a * scale) for a in op["localFixedAmounts"]}
 
 
 def _now() -> str:
@@ -331,6 +484,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(401, {"errorCode": "TOKEN_EXPIRED", "message": "Unauthorized"})
         if method == "POST" and path == "/topups":
             what, code, answer, delay = sim.topup(body)
+            delay += sim.topup_delay_s
             if delay:
                 time.sleep(delay)
             if what == "drop":
@@ -347,12 +501,41 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and path == "/topups/reports/transactions":
             cid = parse_qs(url.query).get("customIdentifier", [""])[0]
             return self._send(200, sim.report(cid))
-        if method == "GET" and path.startswith("/subscribers/"):
+        if method == "GET" and path.startswith("/subscribers/") and path.count("/") == 2:
+            if sim.subscriber_delay_s:
+                time.sleep(sim.subscriber_delay_s)
             number = DEMO_SIMS.get(path.rsplit("/", 1)[1])
             if number is None:
                 return self._send(404, {"errorCode": "SUBSCRIBER_NOT_FOUND",
                                         "message": "Unknown SIM"})
             return self._send(200, {"iccid": path.rsplit("/", 1)[1], "msisdn": number})
+        if method == "GET" and path.startswith("/operators/auto-detect/phone/"):
+            parts = path.split("/")          # ['', operators, auto-detect, phone, N, countries, ISO]
+            if sim.detect_down:
+                return self._send(503, {"errorCode": "SERVICE_UNAVAILABLE",
+                                        "message": "Service unavailable"})
+            found = sim.detect(parts[4]) if len(parts) == 7 else None
+            if found is None:
+                return self._send(404, {"errorCode": "COULD_NOT_AUTO_DETECT_OPERATOR",
+                                        "message": "Could not auto detect operator"})
+            return self._send(200, found)
+        if method == "GET" and path.startswith("/operators/"):
+            tail = path.rsplit("/", 1)[1]
+            found = sim.operator(int(tail)) if tail.isdigit() else None
+            if found is None:
+                return self._send(404, {"errorCode": "OPERATOR_NOT_FOUND",
+                                        "message": "Operator not found"})
+            return self._send(200, found)
+        if method == "GET" and path.startswith("/subscribers/by-phone/") \
+                and path.endswith("/balance"):
+            b = sim.balance_of(path.split("/")[3])
+            if b is None:
+                return self._send(404, {"errorCode": "BALANCE_INQUIRY_NOT_SUPPORTED",
+                                        "message": "No balance inquiry for this number"})
+            scale = 10 ** sim.minor_units
+            return self._send(200, {"airtime": b["airtime"] / scale,
+                                    "currencyCode": sim.currency, "dataMb": b["data_mb"],
+                                    "validUntil": b["valid_until"]})
         if method == "GET" and path == "/accounts/balance":
             return self._send(200, {"balance": 100000.0, "currencyCode": sim.currency,
                                     "currencyName": "Philippine Peso",

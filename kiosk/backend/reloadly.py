@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from .base import TopUpAnswer, TopUpBackend, TopUpStatus
+from .base import Balance, Offer, TopUpAnswer, TopUpBackend, TopUpStatus
 
 ACCEPT = "application/com.reloadly.topups-v1+json"
 
@@ -80,9 +80,18 @@ class ReloadlyBackend(TopUpBackend):
     timeout_s      read/write timeout of one request (connect: 3 s); keep it below the
                    kiosk's backend.timeout_s
     verify         TLS certificate verification (on; off only for a local test server)
-    operator_ids   kiosk operator id -> Reloadly operatorId; when given, an operator missing
-                   from it is refused before anything is sent (FAILED, backend.unknown_operator);
-                   when not given the kiosk's operator id is sent as it is
+    operator_ids   kiosk operator id -> Reloadly operatorId, or a list of them (its airtime
+                   operator first, then its bundle/data operators); when given, an operator
+                   missing from it is refused before anything is sent (FAILED,
+                   backend.unknown_operator), auto-detect maps Reloadly's answer back to a
+                   kiosk operator and products are checked against what Reloadly sells; when
+                   not given the kiosk's operator id is sent as it is and the number plan and
+                   catalog decide alone
+    balance_inquiry  ask the operator's balance (GET /subscribers/by-phone/{n}/balance on
+                   the same base URL: an operator extension, not Reloadly's API)
+    offers_ttl_s   how long what an operator sells is cached
+    simulator      demo and tests: start kiosk/backend/http_sim.py on 127.0.0.1 and use it
+                   (plain HTTP; the other options are set to match it)
     country_iso    ISO 3166 alpha-2 country of the recipients (recipientPhone.countryCode)
     minor_units    decimals of the local currency: the kiosk's minor units -> `amount`, sent
                    with useLocalAmount = true
@@ -94,7 +103,18 @@ class ReloadlyBackend(TopUpBackend):
                  client_id: str = "", client_secret: str = "",
                  timeout_s: float = 10.0, verify: bool = True,
                  operator_ids: dict[str, Any] | None = None,
-                 country_iso: str = "PH", minor_units: int = 2) -> None:
+                 country_iso: str = "PH", minor_units: int = 2,
+                 balance_inquiry: bool = True, offers_ttl_s: float = 300.0,
+                 simulator: bool = False) -> None:
+        self.simulator: Any = None
+        if simulator:
+            from .http_sim import ReloadlySimulator
+            self.simulator = ReloadlySimulator(minor_units=minor_units).start()
+            base_url, auth_url = self.simulator.url, self.simulator.url + "/oauth/token"
+            client_id, client_secret = self.simulator.client_id, self.simulator.client_secret
+            verify = False
+            if operator_ids is None:
+                operator_ids = dict(self.simulator.operator_ids)
         self.base_url = base_url.rstrip("/")
         self.auth_url = auth_url
         self.audience = audience
@@ -102,9 +122,15 @@ class ReloadlyBackend(TopUpBackend):
         self.client_secret = client_secret
         self.timeout_s = float(timeout_s)
         self.verify = verify
-        self.operator_ids = dict(operator_ids) if operator_ids is not None else None
+        self.operator_ids: dict[str, list[Any]] | None = None
+        if operator_ids is not None:
+            self.operator_ids = {k: list(v) if isinstance(v, (list, tuple)) else [v]
+                                 for k, v in operator_ids.items()}
         self.country_iso = country_iso
         self.minor_units = minor_units
+        self.balance_inquiry = balance_inquiry
+        self.offers_ttl_s = offers_ttl_s
+        self._offers: dict[str, tuple[float, list[Offer]]] = {}   # operator -> (when, offers)
         self._client: httpx.AsyncClient | None = None
         self._token: str | None = None
         self._token_expires = 0.0          # monotonic
@@ -123,6 +149,9 @@ class ReloadlyBackend(TopUpBackend):
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self.simulator is not None:
+            self.simulator.stop()
+            self.simulator = None
 
     async def _get_token(self, force: bool = False) -> str:
         if self._token_lock is None:
@@ -176,12 +205,12 @@ class ReloadlyBackend(TopUpBackend):
         return number if isinstance(number, str) and number else None
 
     async def topup(self, ref: str, msisdn: str, operator: str, product_id: str,
-                    amount: int) -> TopUpAnswer:
+                    amount: int, kind: str = "airtime") -> TopUpAnswer:
         if self.operator_ids is not None:
             if operator not in self.operator_ids:
                 # Refused before anything is sent: a final answer.
                 return TopUpAnswer(TopUpStatus.FAILED, reason="backend.unknown_operator")
-            operator_id: Any = self.operator_ids[operator]
+            operator_id: Any = await self._operator_for(operator, kind, amount)
         else:
             operator_id = operator
         payload = {
@@ -225,6 +254,96 @@ class ReloadlyBackend(TopUpBackend):
                     return a
         return answers[0]
 
+    async def _operator_for(self, operator: str, kind: str, amount: int) -> Any:
+        """The Reloadly operator that sells this kind of product at this amount: the airtime
+        operator for airtime, a bundle operator for packs (the first listed when what they
+        sell is not known)."""
+        assert self.operator_ids is not None
+        ids = self.operator_ids[operator]
+        want = "airtime" if kind == "airtime" else "bundle"
+        try:
+            offers = await self.offers(operator) or []
+        except Exception:   # noqa: BLE001 - the listing is a hint; the top-up decides
+            offers = []
+        for o in offers:
+            if o.kind == want and o.covers_amount(amount):
+                return _as_sent(o.provider_id)
+        if want == "bundle" and len(ids) > 1:
+            return ids[1]
+        return ids[0]
+
+    async def detect_operator(self, msisdn: str) -> str | None:
+        if self.operator_ids is None:
+            return None
+        r = await self._request("GET", f"/operators/auto-detect/phone/{msisdn}"
+                                       f"/countries/{self.country_iso}",
+                                params={"suggestedAmounts": "false"})
+        if r.status_code == 404:
+            return None                      # not detected: the number plan decides
+        if r.status_code != 200:
+            raise ReloadlyError(f"operator auto-detect: HTTP {r.status_code}")
+        body = _json(r)
+        found = body.get("operatorId", body.get("id")) if isinstance(body, dict) else None
+        for op, ids in self.operator_ids.items():
+            if found in ids or str(found) in map(str, ids):
+                return op
+        return ""                            # an operator this kiosk does not sell
+
+    async def offers(self, operator: str) -> list[Offer] | None:
+        if self.operator_ids is None or operator not in self.operator_ids:
+            return None
+        cached = self._offers.get(operator)
+        if cached and time.monotonic() - cached[0] < self.offers_ttl_s:
+            return cached[1]
+        out = []
+        for oid in self.operator_ids[operator]:
+            r = await self._request("GET", f"/operators/{oid}")
+            if r.status_code == 404:
+                continue                     # withdrawn: sells nothing
+            if r.status_code != 200:
+                raise ReloadlyError(f"operator {oid}: HTTP {r.status_code}")
+            out.append(self._offer(_json(r), oid))
+        self._offers[operator] = (time.monotonic(), out)
+        return out
+
+    def _offer(self, o: Any, oid: Any) -> Offer:
+        if not isinstance(o, dict):
+            raise ReloadlyError(f"operator {oid}: not an object")
+        scale = 10 ** self.minor_units
+        kind = "bundle" if o.get("bundle") or o.get("data") else "airtime"
+
+        def minor(v: Any) -> int:
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+                raise ReloadlyError(f"operator {oid}: bad amount {v!r}")
+            return int((Decimal(str(v)) * scale).to_integral_value())
+        if o.get("denominationType") == "RANGE":
+            lo = o.get("localMinAmount", o.get("minAmount"))
+            hi = o.get("localMaxAmount", o.get("maxAmount"))
+            return Offer(kind, range_min=minor(lo), range_max=minor(hi), provider_id=str(oid))
+        amounts = o.get("localFixedAmounts") or o.get("fixedAmounts") or []
+        if not isinstance(amounts, list):
+            raise ReloadlyError(f"operator {oid}: bad fixed amounts")
+        return Offer(kind, tuple(sorted(minor(a) for a in amounts)), provider_id=str(oid))
+
+    async def balance(self, msisdn: str, operator: str) -> Balance | None:
+        if not self.balance_inquiry:
+            return None
+        r = await self._request("GET", f"/subscribers/by-phone/{msisdn}/balance")
+        if r.status_code == 404:
+            return None
+        if r.status_code != 200:
+            raise ReloadlyError(f"balance inquiry: HTTP {r.status_code}")
+        b = _json(r)
+        if not isinstance(b, dict):
+            raise ReloadlyError("balance inquiry: not an object")
+        air, data, until = b.get("airtime"), b.get("dataMb"), b.get("validUntil")
+        return Balance(
+            airtime=int((Decimal(str(air)) * 10 ** self.minor_units).to_integral_value())
+            if isinstance(air, (int, float)) and not isinstance(air, bool) else None,
+            data_mb=int(data) if isinstance(data, (int, float)) and not isinstance(data, bool)
+            else None,
+            valid_until=until if isinstance(until, str) else "")
+
     async def reachable(self) -> bool:
         try:
             r = await self._request("GET", "/accounts/balance",
@@ -247,6 +366,10 @@ class ReloadlyBackend(TopUpBackend):
         if status == "PROCESSING":
             return TopUpAnswer(TopUpStatus.UNKNOWN, str(op_ref))
         raise ReloadlyError(f"unknown transaction status {status!r}")
+
+
+def _as_sent(provider_id: str) -> Any:
+    return int(provider_id) if provider_id.isdigit() else provider_id
 
 
 def _json(r: httpx.Response) -> Any:

@@ -13,7 +13,7 @@ import itertools
 
 from kiosk.luhn import check_digit
 
-from .base import TopUpAnswer, TopUpBackend, TopUpStatus
+from .base import Balance, Offer, TopUpAnswer, TopUpBackend, TopUpStatus
 
 
 def _iccid(body: str) -> str:
@@ -40,6 +40,7 @@ class SimulatedBackend(TopUpBackend):
         self.up = True
         self.ledger: dict[str, int] = {}           # ref -> amount credited
         self.failed: set[str] = set()
+        self.numbers: dict[str, str] = {}          # ref -> number credited
         self.calls: list[str] = []
         self._ids = itertools.count(700001)
 
@@ -48,7 +49,7 @@ class SimulatedBackend(TopUpBackend):
         return DEMO_SIMS.get(iccid)
 
     async def topup(self, ref: str, msisdn: str, operator: str, product_id: str,
-                    amount: int) -> TopUpAnswer:
+                    amount: int, kind: str = "airtime") -> TopUpAnswer:
         self.calls.append(ref)
         await asyncio.sleep(self.delay_s)
         if not self.up:
@@ -59,6 +60,7 @@ class SimulatedBackend(TopUpBackend):
             self.failed.add(ref)
             return TopUpAnswer(TopUpStatus.FAILED, reason=self.fail_reason)
         self.ledger[ref] = amount
+        self.numbers[ref] = msisdn
         if self.mode == "timeout":
             await asyncio.sleep(self.timeout_s)
             raise TimeoutError("reply lost after the credit was committed")
@@ -76,3 +78,19 @@ class SimulatedBackend(TopUpBackend):
 
     async def reachable(self) -> bool:
         return self.up
+
+    async def detect_operator(self, msisdn: str) -> str | None:
+        await asyncio.sleep(self.delay_s / 10)
+        if not self.up:
+            raise ConnectionError("backend unreachable")
+        return None                                  # the number plan decides
+
+    async def offers(self, operator: str) -> list[Offer] | None:
+        if not self.up:
+            raise ConnectionError("backend unreachable")
+        return None                                  # everything in the catalog
+
+    async def balance(self, msisdn: str, operator: str) -> Balance | None:
+        """A demo balance that grows with what this backend credited to the number."""
+        credited = sum(a for r, a in self.ledger.items() if self.numbers.get(r) == msisdn)
+        return Balance(airtime=1250 + credited, data_mb=300, valid_until="2026-12-05")

@@ -237,7 +237,7 @@ def test_admin_endpoint_sets_faults(sim: ReloadlySimulator) -> None:
 def backend_options(sim: ReloadlySimulator) -> dict[str, Any]:
     return {"base_url": sim.url, "auth_url": sim.url + "/oauth/token", "client_id": "kiosk",
             "client_secret": "secret", "timeout_s": 0.5, "verify": False,
-            "operator_ids": {"luzon": 341, "isla": 342, "bayan": 343}}
+            "operator_ids": dict(sim.operator_ids)}
 
 
 def test_options_pass_config_validation(sim: ReloadlySimulator) -> None:
@@ -284,8 +284,10 @@ async def rt(sim: ReloadlySimulator, tmp_path: Path) -> AsyncIterator[Runtime]:
 
 
 async def buy_with_cash(rt: Runtime, amount: int) -> str:
-    for e in (ev.Start(), ev.NumberEntered(LUZON), ev.ConfirmNumber(True),
-              ev.ChooseProduct("luzon-load", amount), ev.ChoosePayment("cash")):
+    for e in (ev.Start(), ev.NumberEntered(LUZON), ev.ConfirmNumber(True)):
+        rt.post(e)
+    await until(lambda: rt.state.offered is not None, "the number checked")
+    for e in (ev.ChooseProduct("luzon-load", amount), ev.ChoosePayment("cash")):
         rt.post(e)
     ref = rt.state.txn.ref
     assert ref is not None
@@ -306,7 +308,7 @@ async def test_e2e_reply_lost_after_commit_is_credited_once(sim: ReloadlySimulat
     assert (r.outcome, r.paid, r.credited, r.voucher) == ("success", 5000, 5000, 0)
     assert sim.credits == {ref: 5000}
     assert sim.credit_count == {ref: 1} and sim.attempts == {ref: 1}
-    assert sim.transactions[0]["operatorId"] == 341
+    assert sim.transactions[0]["operatorId"] == 1001
     kinds = [e.kind for e in rt.journal.events(ref)]
     assert kinds.index("TopUp") < kinds.index("TopUpUnknown") < kinds.index("TopUpSucceeded")
 

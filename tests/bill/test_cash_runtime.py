@@ -27,8 +27,7 @@ async def rt(tmp_path):
     s = config.load(data_dir=tmp_path)
     assert s.devices["cash"].driver == "id003"          # the shipped default
     runtime = Runtime(s)
-    for name in ("printer", "backend", "wallet"):
-        runtime.devices[name].delay_s = 0.01
+    runtime.devices["printer"].delay_s = 0.01
     await runtime.start()
     await until(lambda: runtime.devices["cash"].ok, "the acceptor ready")
     yield runtime
@@ -36,8 +35,10 @@ async def rt(tmp_path):
 
 
 async def pay_cash(rt: Runtime, amount: int) -> str:
-    for e in (ev.Start(), ev.NumberEntered("09171234567"), ev.ConfirmNumber(True),
-              ev.ChooseProduct("luzon-load-any", amount), ev.ChoosePayment("cash")):
+    for e in (ev.Start(), ev.NumberEntered("09171234567"), ev.ConfirmNumber(True)):
+        rt.post(e)
+    await until(lambda: rt.state.offered is not None, "the number checked")
+    for e in (ev.ChooseProduct("luzon-load-any", amount), ev.ChoosePayment("cash")):
         rt.post(e)
     return await until(lambda: rt.state.txn.ref, "a reference")
 
@@ -120,11 +121,16 @@ async def test_a_bill_found_at_power_up_is_journaled(tmp_path):
 
 
 async def test_cash_is_not_offered_while_the_backend_is_unreachable(rt):
-    rt.devices["backend"].up = False
+    rt.devices["backend"].simulator.stop()          # the aggregator is gone (connection refused)
     await rt._ping_backend()
     await until(lambda: not rt.state.device_ok("backend"), "the backend down")
-    for e in (ev.Start(), ev.NumberEntered("09171234567"), ev.ConfirmNumber(True),
-              ev.ChooseProduct("luzon-load", 2000), ev.ChoosePayment("cash")):
+    for e in (ev.Start(), ev.NumberEntered("09171234567"), ev.ConfirmNumber(True)):
         rt.post(e)
-    assert rt.state.phase.value == "choose_payment" and rt.state.notice == "cash.unavailable"
+    # Before any money the number is checked with the provider: it cannot be asked, so
+    # nothing is offered ("top-up temporarily unavailable") and no payment can start.
+    await until(lambda: rt.state.offered is not None, "the number check")
+    assert rt.state.offered == () and rt.state.notice == "backend.unavailable"
+    for e in (ev.ChooseProduct("luzon-load", 2000), ev.ChoosePayment("cash")):
+        rt.post(e)
+    assert rt.state.phase.value == "choose_product"
     assert rt.state.methods == () and not rt.devices["cash"].enabled

@@ -140,9 +140,8 @@ async def kiosk_session(pcscd_rig: Any) -> Any:
     from screens.app import KioskApp
 
     rt = Runtime(settings)
-    for name in ("card", "printer", "backend", "wallet"):
+    for name in ("card", "printer"):
         rt.devices[name].delay_s = FAST
-    rt.devices["backend"].timeout_s = 0.3
     await rt.start()
     deadline = time.monotonic() + 10              # the ID-003 acceptor resets at start
     while not rt.state.device_ok("cash") or rt.devices["cash"].ok is not True:
@@ -166,7 +165,9 @@ async def kiosk(kiosk_session: Kiosk) -> Any:
     k = kiosk_session
     rt = k.rt
     d = rt.devices
-    d["backend"].mode = "succeed"
+    aggregator = d["backend"].simulator          # the HTTP aggregator simulator
+    aggregator.set_mode("succeed")
+    aggregator.subscriber_delay_s = aggregator.topup_delay_s = 0.0
     d["card"].next_outcome = "approve"
     d["printer"].paper_state = "ok"
     d["sim_reader"].virtual.remove()

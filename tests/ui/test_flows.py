@@ -32,6 +32,7 @@ async def to_products(k, number: str = NUMBER, shots: str = "") -> None:
         await k.shot(f"{shots}-03-confirm")
     await k.tap("number_yes")
     await k.wait_phase("choose_product")
+    await k.wait_for(lambda: k.rt.state.offered is not None, "the number checked")
 
 
 async def test_cash_topup_with_change_voucher(kiosk):
@@ -75,7 +76,7 @@ async def test_cash_topup_with_change_voucher(kiosk):
     assert (row.status, row.outcome, row.paid, row.credited, row.voucher) == (
         "closed", "success", 6000, 5000, 1000)
     assert sum(acceptor.record.stacked) - stacked_before == row.paid
-    assert k.rt.devices["backend"].ledger[ref] == 5000
+    assert k.rt.devices["backend"].simulator.credits[ref] == 5000
     lines, qr = printer.printed[-1]
     assert len(printer.printed) == printed_before + 1
     text = "\n".join(lines)
@@ -91,16 +92,17 @@ async def test_cash_topup_with_change_voucher(kiosk):
 async def test_qr_topup_identified_by_sim(kiosk):
     k = kiosk
     iccid, msisdn = PROFILES["uicc"].iccid, PROFILES["uicc"].msisdn
-    wallet = k.rt.devices["wallet"]
+    wallet = k.rt.devices["wallet"].simulator      # the HTTP wallet gateway simulator
     await k.wait_phase("idle")
-    k.rt.devices["backend"].delay_s = 4.0         # the operator takes a moment to answer
+    aggregator = k.rt.devices["backend"].simulator
+    aggregator.subscriber_delay_s = 1.5           # the operator takes a moment to answer
     try:
         await k.tap("demo_vsim_uicc")             # the customer inserts the SIM
         await k.wait_phase("lookup")
         assert "Reading your SIM card" in k.texts()
         await k.shot("qr-00-reading-sim")
     finally:
-        k.rt.devices["backend"].delay_s = 0.05
+        aggregator.subscriber_delay_s = 0.0
     await k.wait_phase("confirm_number")
     assert msisdn not in k.texts() and "0917•••4567" in k.texts()
     await k.shot("qr-01-confirm-sim")
@@ -157,7 +159,7 @@ async def test_failed_topup_ends_in_voucher(kiosk):
     text = k.texts()
     assert "Your number was not topped up" in text and "voucher" in text
     assert " ".join(t.voucher_code[i:i + 4] for i in range(0, 16, 4)) in text
-    assert ref not in k.rt.devices["backend"].ledger
+    assert ref not in k.rt.devices["backend"].simulator.credits
     [voucher] = k.rt.journal.vouchers(ref)
     assert (voucher["amount"], voucher["status"]) == (2000, "active")
     await k.tap("finish")
@@ -167,7 +169,7 @@ async def test_failed_topup_ends_in_voucher(kiosk):
 async def test_backend_timeout_is_resolved_by_lookup_not_failed(kiosk):
     k = kiosk
     await to_products(k)
-    await k.tap("demo_backend_timeout")           # credited, but the reply is lost
+    await k.tap("demo_backend_timeout_after_commit")  # credited, but the reply is lost
     await k.tap("product_luzon-load_2000")
     await k.tap("pay_cash")
     await k.wait_for(lambda: k.rt.state.txn.ref, "a reference")
@@ -176,7 +178,7 @@ async def test_backend_timeout_is_resolved_by_lookup_not_failed(kiosk):
     await k.wait_phase("result")
     t = k.rt.state.txn
     assert (t.outcome.value, t.credited, t.voucher) == ("success", 2000, 0)
-    assert k.rt.devices["backend"].ledger[ref] == 2000
+    assert k.rt.devices["backend"].simulator.credits[ref] == 2000
     kinds = [e.kind for e in k.rt.journal.events(ref)]
     assert "TopUpUnknown" in kinds and "QueryTopUp" in kinds and kinds.count("TopUp") == 1
     await k.tap("finish")
@@ -296,7 +298,7 @@ async def test_card_payment_declined_then_reversed_on_failure(kiosk):
     await k.tap("demo_card_approve")
     await k.tap("demo_backend_fail")
     card.delay_s = 1.0                            # the customer takes a moment at the terminal
-    k.rt.devices["backend"].delay_s = 1.0
+    k.rt.devices["backend"].simulator.topup_delay_s = 1.0
     try:
         await k.tap("pay_card")
         await k.wait_for(lambda: k.rt.state.txn.ref, "a reference")
@@ -307,7 +309,8 @@ async def test_card_payment_declined_then_reversed_on_failure(kiosk):
         assert "do not leave" in k.texts()
         await k.shot("card-03-processing")
     finally:
-        card.delay_s = k.rt.devices["backend"].delay_s = 0.05
+        card.delay_s = 0.05
+        k.rt.devices["backend"].simulator.topup_delay_s = 0.0
     await k.wait_phase("result")
     await k.shot("card-04-reversed")
     t = k.rt.state.txn
