@@ -78,6 +78,8 @@ class Txn:
     voucher_held: bool = False
     refunded: int = 0
     payment_ref: str = ""
+    card_receipt_no: str = ""      # the terminal's receipt number (what a reversal names)
+    payment_lines: tuple[str, ...] = ()   # the card terminal's receipt lines
     operator_ref: str = ""
     unknown_queries: int = 0
     outcome: Outcome | None = None
@@ -111,6 +113,7 @@ class State:
         ("backend", True), ("cash", True), ("qr", True), ("card", True), ("printer", True),
         ("sim_reader", True))
     orphan_total: int = 0
+    card_text: str = ""                    # the card terminal's message ("Enter PIN")
     offered: tuple[str, ...] | None = None  # products the provider sells this number now
                                            # (None: still asking)
     balance: Balance | None = None         # before the top-up, where the operator tells
@@ -188,10 +191,16 @@ class Engine:
             case ev.QrPaid(ref=ref, amount=a, provider_ref=p) if not (
                     s.phase is Phase.PAY_QR and ref == s.txn.ref):
                 return s, [ev.LatePayment(ref, a, f"qr:{p}")]
-            case ev.CardApproved(ref=ref, amount=a) if not (
+            case ev.CardApproved(ref=ref, amount=a, receipt_no=rno) if not (
                     s.phase is Phase.PAY_CARD and ref == s.txn.ref):
                 # An approval nobody waits for any more: give the money back at once.
-                return s, [ev.ReverseCard(ref, a)]
+                return s, [ev.ReverseCard(ref, a, rno)]
+            case ev.CardReceipt(ref=ref, lines=lines):
+                if ref == s.txn.ref:
+                    return replace(s, txn=replace(s.txn, payment_lines=tuple(lines))), []
+                return s, []
+            case ev.CardText(text=text):
+                return (replace(s, card_text=text), []) if s.phase is Phase.PAY_CARD else (s, [])
             case ev.ReferenceAllocated(ref=ref) if not (
                     s.phase in (Phase.PAY_CASH, Phase.PAY_QR, Phase.PAY_CARD)
                     and s.txn.ref is None):
@@ -260,7 +269,7 @@ class Engine:
             return self._idle(s), effects
         t = replace(t, ref=None, method="", paid=0, notes=(), cancel_requested=False)
         return replace(s, phase=back_to, txn=t, notice=notice, qr_payload="",
-                       qr_expires_at=0.0, escrow=0), effects
+                       qr_expires_at=0.0, escrow=0, card_text=""), effects
 
     def _to_voucher(self, s: State, reason: str) -> Result:
         """Turn everything paid and not yet accounted for into a voucher."""
@@ -471,12 +480,11 @@ class Engine:
             case ev.ReferenceAllocated(ref=ref) if t.ref is None:
                 return replace(s, txn=replace(t, ref=ref)), [ev.AuthoriseCard(ref, t.amount)]
             case ev.CardApproved(ref=ref, amount=a, auth_code=code):   # ref matched in step()
-                t = replace(t, paid=t.paid + a, payment_ref=code)
-                s = replace(s, txn=t)
-                if t.cancel_requested:
-                    return s, [ev.ReverseCard(ref, a)]
-                if a != t.amount:
-                    return s, [ev.ReverseCard(ref, a)]
+                t = replace(t, paid=t.paid + a, payment_ref=code or e.trace,
+                            card_receipt_no=e.receipt_no)
+                s = replace(s, txn=t, card_text="")
+                if t.cancel_requested or a != t.amount:
+                    return s, [ev.ReverseCard(ref, a, e.receipt_no)]
                 return self._fulfil(s)
             case ev.CardDeclined(ref=ref, reason=reason) if ref == t.ref:
                 if t.cancel_requested:
@@ -505,7 +513,7 @@ class Engine:
             case ev.TopUpFailed(ref=ref, reason=reason) if ref == t.ref:
                 s = replace(s, txn=replace(t, failure=reason))
                 if t.method == "card":
-                    return s, [ev.ReverseCard(ref, t.paid)]
+                    return s, [ev.ReverseCard(ref, t.paid, t.card_receipt_no)]
                 return self._to_voucher(s, reason)
             case ev.TopUpUnknown(ref=ref) if ref == t.ref:
                 n = t.unknown_queries + 1

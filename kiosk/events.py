@@ -221,11 +221,24 @@ class QrExpired(Record):
 
 @dataclass(frozen=True)
 class CardApproved(Record):
+    """The terminal approved the payment. Journaled before the kiosk confirms the result to
+    the terminal (a terminal reverses a result the ECR never confirmed)."""
     money = True
     ref: str
     amount: int
     auth_code: str
     trace: str
+    receipt_no: str = ""       # the terminal's receipt number: what a reversal names
+    card_name: str = ""        # "Mastercard": the card type, never its number
+    terminal_id: str = ""
+
+
+@dataclass(frozen=True)
+class CardReceipt(Record):
+    """The terminal's receipt lines for a payment (printed on the kiosk's receipt)."""
+    money = True
+    ref: str
+    lines: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -373,6 +386,7 @@ class ReverseCard(Record):
     money = True
     ref: str
     amount: int
+    receipt_no: str = ""
 
 
 @dataclass(frozen=True)
@@ -456,11 +470,14 @@ def from_dict(kind: str, data: dict[str, Any]) -> Record:
     for f in fields(cls):
         if f.name == "today" and isinstance(kwargs.get("today"), str):
             kwargs["today"] = date.fromisoformat(kwargs["today"])
+        elif isinstance(kwargs.get(f.name), list):
+            kwargs[f.name] = tuple(kwargs[f.name])     # JSON has no tuples
     return cls(**kwargs)
 
 
 EFFECT_TYPES: frozenset[str] = frozenset({
-    "LookupSubscriber", "CheckSubscriber", "QueryBalance", "AllocateReference", "EnableCash", "DisableCash", "StackNote",
+    "LookupSubscriber", "CheckSubscriber", "QueryBalance", "AllocateReference", "EnableCash",
+    "DisableCash", "StackNote",
     "ReturnNote", "CreateQrOrder", "CloseQrOrder", "AuthoriseCard", "AbortCard", "ReverseCard",
     "TopUp", "QueryTopUp", "IssueVoucher", "PrintReceipt", "CloseTransaction", "LatePayment",
     "OrphanNote", "SetVoucherStatus",

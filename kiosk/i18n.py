@@ -73,6 +73,7 @@ NOTICES: dict[str, str] = {
     "card.declined": N_("Your card was declined. Nothing was charged."),
     "card.aborted": N_("The card payment was cancelled. Nothing was charged."),
     "card.timeout": N_("The card terminal did not answer. Nothing was charged."),
+    "card.offline": N_("The card terminal is not available. Please choose another way to pay."),
     "backend.rejected": N_("The network operator refused the top-up."),
     "backend.not_received": N_("The top-up did not reach the network operator."),
     # The kiosk's own float ran out: the customer is told the service is unavailable.

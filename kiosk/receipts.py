@@ -59,6 +59,8 @@ def build(txn: Txn, catalog: Catalog, *, kiosk_id: str, site: str, support: str,
     ]
     if txn.payment_ref:
         facts.append((N_("Payment ref."), txn.payment_ref))
+    if txn.card_receipt_no:
+        facts.append((N_("Card receipt no."), txn.card_receipt_no))
     facts.append((N_("Credited"), fmt(txn.credited, cur)))
     if txn.operator_ref:
         facts.append((N_("Operator ref."), txn.operator_ref))
@@ -78,5 +80,8 @@ def build(txn: Txn, catalog: Catalog, *, kiosk_id: str, site: str, support: str,
     if txn.voucher_code:
         lines.append("Use the voucher as payment at any of our kiosks." if not txn.voucher_held
                      else "The voucher is valid only if this top-up finally fails.")
+    if txn.payment_lines:
+        # The card terminal's own receipt (customer copy), as it sent it.
+        lines += [rule, *txn.payment_lines]
     lines += [rule, "Scan the code to check this top-up."]
     return Receipt(facts, lines, qr=f"TOPUP:{txn.ref}")

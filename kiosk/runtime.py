@@ -119,6 +119,8 @@ class Runtime:
                         opts.setdefault("currency", settings.currency)
                 if name == "backend" and dev.driver != "simulated":
                     opts.setdefault("timeout_s", float(settings.backend_timeout_s))
+                if name == "card" and dev.driver != "simulated":
+                    opts.setdefault("currency", settings.currency)
                 if name == "wallet":
                     opts.setdefault("currency", settings.currency)
                     opts.setdefault("merchant_name", settings.merchant_name)
@@ -132,6 +134,7 @@ class Runtime:
         self.warning_until: float | None = None     # "Need more time?" deadline (monotonic)
         self.receipt: receipts.Receipt | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._card_committed: set[str] = set()      # approvals journaled by the driver hook
 
     # ------------------------------------------------------------------ accessors
     @property
@@ -151,6 +154,8 @@ class Runtime:
         self.loop = asyncio.get_running_loop()
         if hasattr(self.devices["cash"], "commit"):
             self.devices["cash"].commit = self.post_threadsafe_wait
+        if hasattr(self.devices["card"], "commit"):
+            self.devices["card"].commit = self._card_commit
         for name in ("sim_reader", "cash", "card", "printer"):
             try:
                 await self.devices[name].start(self.post_threadsafe)
@@ -373,8 +378,8 @@ class Runtime:
                 self.spawn(self._card_authorise(session, ref, a))
             case ev.AbortCard():
                 self.spawn(d["card"].abort())
-            case ev.ReverseCard(ref=ref, amount=a):
-                self.spawn(self._card_reverse(session, ref, a))
+            case ev.ReverseCard(ref=ref, amount=a, receipt_no=rno):
+                self.spawn(self._card_reverse(session, ref, a, rno))
             case ev.TopUp():
                 self.spawn(self._topup(session, eff))
             case ev.QueryTopUp(ref=ref, attempt=n):
@@ -576,24 +581,67 @@ class Runtime:
             if st.state == "declined":
                 return
 
+    def _card_commit(self, ref: str, r: Any) -> bool:
+        """From the card driver's thread, before it confirms an approval to the terminal:
+        journal and step CardApproved first (a terminal reverses a result the kiosk never
+        confirmed, so a crash before this returns costs the customer nothing)."""
+        e = ev.CardApproved(ref, r.amount, r.auth_code, r.trace, r.receipt_no, r.card_name,
+                            r.terminal_id)
+        ok = self.post_threadsafe_wait(e)
+        if ok:
+            self._card_committed.add(ref)
+        return ok
+
+    CARD_RESOLVE_TRIES = 10
+    CARD_RESOLVE_WAIT_S = 2.0
+
     async def _card_authorise(self, session: Session, ref: str, amount: int) -> None:
+        card = self.devices["card"]
         try:
-            r = await self.devices["card"].authorise(ref, amount)
+            r = await card.authorise(ref, amount)
         except DeviceError as exc:
             log.error("card terminal: %s", exc)
             session.post(ev.CardDeclined(ref, "unavailable"))
             return
+        if r.reason == "unknown":
+            # Sent, no final answer: ask the terminal what its last transaction was.
+            log.warning("card payment %s: no final answer, asking the terminal", ref)
+            for _ in range(self.CARD_RESOLVE_TRIES):
+                await asyncio.sleep(self.CARD_RESOLVE_WAIT_S)
+                try:
+                    found = await card.last_result(ref, amount)
+                except DeviceError:
+                    found = None
+                if found is not None:
+                    r = found if found.approved else replace(found, reason="timeout")
+                    break
+            else:
+                log.error("ALERT card payment %s: outcome unknown after %d enquiries; the "
+                          "terminal reverses an unconfirmed payment, check its journal",
+                          ref, self.CARD_RESOLVE_TRIES)
+                r = replace(r, reason="timeout")
         if r.approved:
-            session.post(ev.CardApproved(ref, r.amount, r.auth_code, r.trace))
+            if ref not in self._card_committed:
+                session.post(ev.CardApproved(ref, r.amount, r.auth_code, r.trace, r.receipt_no,
+                                             r.card_name, r.terminal_id))
+            self._card_committed.discard(ref)
+            if r.lines:
+                session.post(ev.CardReceipt(ref, tuple(r.lines)))
         else:
             session.post(ev.CardDeclined(ref, r.reason or "declined"))
 
-    async def _card_reverse(self, session: Session, ref: str, amount: int) -> None:
+    async def _card_reverse(self, session: Session, ref: str, amount: int,
+                            receipt_no: str) -> None:
         try:
-            ok = (await self.devices["card"].reverse(ref, amount)).approved
+            r = await self.devices["card"].reverse(ref, amount, receipt_no)
+            ok = r.approved
         except DeviceError as exc:
             log.error("card reversal %s: %s", ref, exc)
             ok = False
+        if not ok:
+            log.error("ALERT card reversal of %s (receipt %s) refused: a voucher is issued; "
+                      "reverse it at the terminal or refund the customer", ref,
+                      receipt_no or "?")
         session.post(ev.CardReversed(ref) if ok else ev.CardReversalFailed(ref, "refused"))
 
     async def _print(self, session: Session, ref: str) -> None:

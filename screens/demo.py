@@ -40,11 +40,17 @@ class DemoPanel(Panel):
         self.add_widget(head)
         self.add_widget(label("simulated devices · not shown on a real kiosk", sp(14),
                               theme.rgb("CCCCCC")))
-        # No ScrollView: its stencil costs ~200 MB under software GL (llvmpipe).
+        # Two pages instead of a ScrollView (its stencil costs ~200 MB under software GL):
+        # what the customer does, and how the devices and services behave.
+        self.page = "customer"
+        self.tabs = BoxLayout(size_hint_y=None, height=SMALL, spacing=dp(5))
+        self.add_widget(self.tabs)
         self.body = BoxLayout(orientation="vertical", spacing=dp(4))
         self.add_widget(self.body)
         self.feedback = label("", sp(15), theme.DEMO_ACCENT)
         self.add_widget(self.feedback)
+        self.pages: dict[str, BoxLayout] = {}
+        self._target = self.body
         self.refresh()
 
     @property
@@ -52,22 +58,50 @@ class DemoPanel(Panel):
         return self.ctx.rt.devices
 
     def section(self, title: str) -> None:
-        self.body.add_widget(label(title, sp(16), theme.rgb("FFFFFF"), bold=True))
+        self._target.add_widget(label(title, sp(16), theme.rgb("FFFFFF"), bold=True))
 
     def grid(self, buttons: list[KButton], cols: int = 2) -> None:
         g = GridLayout(cols=cols, spacing=dp(5), size_hint_y=None)
         g.bind(minimum_height=g.setter("height"))
         for b in buttons:
             g.add_widget(b)
-        self.body.add_widget(g)
+        self._target.add_widget(g)
 
     def say(self, text: str) -> None:
         self.feedback.text = text
 
+    def show(self, page: str) -> None:
+        self.page = page
+        self.refresh()
+
+    def reveal(self, action: str) -> bool:
+        """Switch to the page holding the button `action` (tests and scripted demos)."""
+        for page, box in self.pages.items():
+            if any(getattr(w, "action", None) == action for w in box.walk()):
+                if page != self.page:
+                    self.show(page)
+                return True
+        return False
+
     def refresh(self, *_: Any) -> None:
+        self.tabs.clear_widgets()
+        for page, text in (("customer", "Customer"), ("devices", "Devices & services")):
+            self.tabs.add_widget(small_button(text, f"demo_page_{page}",
+                                              lambda page=page: self.show(page),
+                                              on=self.page == page))
+        self.pages = {"customer": BoxLayout(orientation="vertical", spacing=dp(4)),
+                      "devices": BoxLayout(orientation="vertical", spacing=dp(4))}
+        self._target = self.pages["customer"]
+        self._customer_page()
+        self._target.add_widget(Widget())
+        self._target = self.pages["devices"]
+        self._devices_page()
+        self._target.add_widget(Widget())
         self.body.clear_widgets()
+        self.body.add_widget(self.pages[self.page])
+
+    def _customer_page(self) -> None:
         reader, cash, wallet = self.d["sim_reader"], self.d["cash"], self.d["wallet"]
-        card, backend, printer = self.d["card"], self.d["backend"], self.d["printer"]
         cur = self.ctx.catalog.currency
         slot = getattr(reader, "virtual", None)
         if slot is not None:
@@ -94,16 +128,38 @@ class DemoPanel(Panel):
                                  lambda v=v: self._note(v))
                     for v in cash.denominations]
             btns.append(small_button("Fake note", "demo_note_fake", self._fake_note))
-            if device is not cash:
-                btns.append(small_button("Jam", "demo_cash_jam", device.jam_after_escrow))
-                btns.append(small_button("Clear fault", "demo_cash_clear", device.clear_fault))
             self.grid(btns, cols=3)
         wallet = getattr(wallet, "simulator", None) or wallet
         if hasattr(wallet, "pay"):
             self.section("Customer's wallet app")
             self.grid([small_button("Pay the QR", "demo_qr_pay", self._qr_pay),
                        small_button("Decline", "demo_qr_decline", self._qr_decline)])
-        if hasattr(card, "next_outcome"):
+
+    def _devices_page(self) -> None:
+        cash, card = self.d["cash"], self.d["card"]
+        backend, printer = self.d["backend"], self.d["printer"]
+        device = getattr(cash, "simulator", None)
+        if device is not None:
+            self.section("ID-003 note reader")
+            self.grid([small_button("Jam", "demo_cash_jam", device.jam_after_escrow),
+                       small_button("Clear fault", "demo_cash_clear", device.clear_fault)])
+        zvt_sim = getattr(card, "simulator", None)
+        if zvt_sim is not None:
+            self.section("ZVT card terminal: next card")
+            names = {"approve": "Approved", "decline": "Declined",
+                     "customer_abort": "Cust. abort", "no_answer": "No answer",
+                     "slow": "Slow"}
+            btns = [small_button(text, f"demo_card_{o}",
+                                 lambda o=o: self._set(zvt_sim, "next_outcome", o),
+                                 on=zvt_sim.next_outcome == o)
+                    for o, text in names.items()]
+            btns.append(small_button("Reversal OK" if zvt_sim.reversal_works else
+                                     "Reversal refused", "demo_card_reversal",
+                                     lambda: self._set(zvt_sim, "reversal_works",
+                                                       not zvt_sim.reversal_works),
+                                     on=not zvt_sim.reversal_works))
+            self.grid(btns, cols=3)
+        elif hasattr(card, "next_outcome"):
             self.section("Card terminal: next card is")
             self.grid([small_button(o.capitalize() + "d", f"demo_card_{o}",
                                     lambda o=o: self._set(card, "next_outcome", o),
@@ -113,8 +169,8 @@ class DemoPanel(Panel):
         if aggregator is not None:
             self.section("Aggregator (HTTP): next top-up")
             names = {"succeed": "Succeeds", "fail": "Fails", "timeout_after_commit": "Reply lost",
-                     "processing": "Processing", "slow": "Slow", "5xx": "Error 500",
-                     "recently_recharged": "Just recharged", "insufficient_balance": "No float"}
+                     "processing": "Pending", "slow": "Slow", "5xx": "Error 500",
+                     "recently_recharged": "Too soon", "insufficient_balance": "No float"}
             self.grid([small_button(label, f"demo_backend_{m}",
                                     lambda m=m: self._backend_mode(aggregator, m),
                                     on=aggregator.mode == m)
@@ -134,7 +190,6 @@ class DemoPanel(Panel):
                        small_button("Paper out", "demo_paper_out",
                                     lambda: self._set(printer, "paper_state", "out"),
                                     on=printer.paper_state == "out")])
-        self.body.add_widget(Widget())
 
     def _backend_mode(self, aggregator: Any, mode: str) -> None:
         aggregator.set_mode(mode)

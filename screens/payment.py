@@ -174,12 +174,46 @@ class QrScreen(KioskScreen):
             self.countdown.text = ""
 
 
+# What a ZVT terminal says while it works (drivers/card_terminal/zvt.py INTERMEDIATE_TEXTS),
+# listed here so that they are translated; a text not listed is shown as the terminal sent it.
+TERMINAL_TEXTS = (
+    N_('Approved'),
+    N_('Cancelling the payment'),
+    N_('Card data incorrect'),
+    N_('Card detected'),
+    N_('Card expired'),
+    N_('Card not accepted'),
+    N_('Card not readable'),
+    N_('Card unknown'),
+    N_('Choose the application on the terminal'),
+    N_('Choose the language on the terminal'),
+    N_('Declined'),
+    N_('Incorrect PIN'),
+    N_('Insert, tap or swipe your card'),
+    N_('Invalid card'),
+    N_('Limit not sufficient'),
+    N_('Not accepted'),
+    N_('Not enough credit'),
+    N_('PIN tries exceeded'),
+    N_('Payment not possible'),
+    N_('Please confirm the amount'),
+    N_('Please enter your PIN on the card terminal'),
+    N_('Please remove your card'),
+    N_('Please wait'),
+    N_('Processing error'),
+    N_('System malfunction'),
+    N_('Waiting for the bank'),
+    N_("please remove your card"),
+)
+
+
 class CardScreen(KioskScreen):
     def build(self) -> None:
         self.what = label("", theme.FS_BODY, theme.MUTED)
         self.amount = label("", theme.FS_HUGE, theme.PRIMARY, bold=True)
         self.steps = label("", theme.FS_TITLE)
-        for w in (self.what, self.amount, BoxLayout(), self.steps, BoxLayout()):
+        self.terminal = label("", theme.FS_TITLE, theme.PRIMARY, bold=True)
+        for w in (self.what, self.amount, BoxLayout(), self.steps, self.terminal, BoxLayout()):
             self.root.add_widget(w)
 
     def update(self, s: State) -> None:
@@ -192,5 +226,8 @@ class CardScreen(KioskScreen):
                            if s.txn.cancel_requested else
                            _("Tap, insert or swipe your card on the terminal below the "
                              "screen and follow its instructions."))
+        # The terminal's own message, in the customer's language where it is a known one.
+        text = " - ".join(_(part) for part in s.card_text.split(" - ")) if s.card_text else ""
+        self.terminal.text = (_("The card terminal says:") + "\n" + text) if text else ""
         self.set_footer([(_("✕ Cancel"), "danger", "cancel",
                           lambda: self.ctx.post(ev.Cancel()))])

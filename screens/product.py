@@ -37,7 +37,9 @@ class ProductScreen(KioskScreen):
         self.tabs = BoxLayout(size_hint_y=None, height=dp(80), spacing=dp(12))
         self.root.add_widget(self.tabs)
         self.grid = GridLayout(cols=3, spacing=dp(16), row_force_default=True)
+        self.grid.bind(size=self._fit_rows)
         self.root.add_widget(self.grid)
+        self._row_height = dp(118)
         self._operator = ""
 
     def today(self) -> date:
@@ -83,7 +85,7 @@ class ProductScreen(KioskScreen):
         if s.offered is None:
             self.grid.add_widget(label(_("One moment: checking what your number can get."),
                                        theme.FS_TITLE, theme.MUTED))
-        self.grid.row_default_height = dp(118) if self.kind is ProductKind.AIRTIME else dp(236)
+        self._row_height = dp(118) if self.kind is ProductKind.AIRTIME else dp(236)
         for p in offers:
             if p.kind is not self.kind:
                 continue
@@ -92,7 +94,15 @@ class ProductScreen(KioskScreen):
             else:
                 for amount in p.amounts:
                     self.grid.add_widget(self._tile(p, amount))
+        self._fit_rows()
         self.back_cancel()
+
+    def _fit_rows(self, *_: Any) -> None:
+        """Tiles as tall as designed, or shorter so that every row fits above the footer
+        (a balance line or a long catalog must not push tiles under the buttons)."""
+        rows = max(1, -(-len(self.grid.children) // self.grid.cols))
+        room = (self.grid.height - self.grid.spacing[1] * (rows - 1)) / rows
+        self.grid.row_default_height = max(dp(84), min(self._row_height, room))
 
     def _tab(self, kind: ProductKind) -> None:
         self.kind = kind

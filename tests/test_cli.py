@@ -232,3 +232,26 @@ def test_sim_pay_without_a_gateway_is_a_clear_error() -> None:
     r = subprocess.run([*KIOSK, "sim", "pay", "K0001-000001", "--url", "http://127.0.0.1:9"],
                        cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "not reachable" in r.stderr
+
+
+def test_diag_card_through_the_command(tmp_path: Path) -> None:
+    """`kiosk diag card` against a ZVT terminal simulator on a pty: paid, then reversed."""
+    from drivers.card_terminal.simulator import ZvtSimulator
+    with ZvtSimulator() as sim:
+        sim.step_s = 0.02
+        r = subprocess.run([*KIOSK, "diag", "card", "--port", sim.link, "--amount", "150",
+                            "--json"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        receipts = [tx.receipt_no for tx in sim.ledger.transactions if tx.kind == "payment"]
+        assert len(receipts) == 1
+        assert sim.ledger.authorised == {receipts[0]: 150}
+        assert sim.ledger.reversed == {receipts[0]: 150}
+        assert "Insert, tap or swipe your card" in json.dumps(out)
+    bad = subprocess.run([*KIOSK, "diag", "card", "--port", sim.link, "--amount", "0"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 64 and "--amount" in bad.stderr
+    gone = subprocess.run([*KIOSK, "diag", "card", "--port", str(tmp_path / "none"),
+                           "--amount", "100"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert gone.returncode == 4

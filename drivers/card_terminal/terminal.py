@@ -73,6 +73,7 @@ class _Run:
     abort_code: int | None = None                # 06 1E
     abort_sent: bool = False
     lost: Exception | None = None                # the line failed after the command went
+    uncommitted: bool = False                    # an approval the kiosk could not journal
 
     @property
     def ended(self) -> bool:
@@ -109,6 +110,11 @@ class ZvtTerminal(CardTerminal):
             self.simulator.start()
             self.port = self.simulator.link
         self.sink: Sink = lambda e: None
+        # Set by the kiosk: called from this driver's thread with (ref, CardResult) when the
+        # terminal reports an approval, BEFORE it is confirmed (80 00 00). True: journaled,
+        # confirm it. False: not journaled, refuse it (84 9A) and the terminal reverses it.
+        self.commit: Any = None
+        self._paying: tuple[str, int] | None = None   # (ref, amount) being authorised
         self.registered = False
         self.terminal_id = ""
         self.ok: bool | None = None
@@ -469,6 +475,8 @@ class ZvtTerminal(CardTerminal):
                     run.status = zvt.parse_status_information(msg)
                     if run.status.receipt_no:
                         self._last_receipt = run.status.receipt_no
+                    if not self._committed(run):
+                        reply = zvt.negative(0x9A)   # not recorded: let the terminal reverse
                 case Code.COMPLETION:
                     run.completion = zvt.parse_completion(msg, after_enquiry)
                 case Code.ABORT:
@@ -480,6 +488,31 @@ class ZvtTerminal(CardTerminal):
             if msg.code == Code.STATUS_INFORMATION:
                 reply = zvt.negative(0x9A)       # "protocol error": not taken
         self._send(reply)
+
+    def _committed(self, run: _Run) -> bool:
+        """Journal-before-confirm for an approval of the payment running now."""
+        s, paying = run.status, self._paying
+        if self.commit is None or paying is None or s is None or not s.approved \
+                or s.reversal:
+            return True
+        ref, amount = paying
+        if s.amount not in (None, amount):
+            return True                          # not ours to book: _payment_result says so
+        result = CardResult(True, amount, auth_code=s.auth_code, trace=s.trace,
+                            result_code=s.result_code, receipt_no=s.receipt_no,
+                            terminal_id=s.terminal_id or self.terminal_id,
+                            card_name=s.card_name)
+        try:
+            ok = bool(self.commit(ref, result))
+        except Exception:   # noqa: BLE001 - not journaled: the payment must not stand
+            log.exception("journaling the approval of %s failed", ref)
+            ok = False
+        if not ok:
+            log.error("approval of %s could not be journaled: refused, the terminal "
+                      "reverses it", ref)
+            run.status = None
+            run.uncommitted = True
+        return ok
 
     # ------------------------------------------------------------------ registration
     def _register(self) -> None:
@@ -519,8 +552,15 @@ class ZvtTerminal(CardTerminal):
             return CardResult(False, amount, reason="aborted", text="aborted before start"), None
         baseline = self._last_receipt
         log.info("authorising %s: %d", ref, amount)
-        run = self._command(zvt.authorisation(amount, self.currency_code), abortable=True,
-                            show_texts=True)
+        self._paying = (ref, amount)
+        try:
+            run = self._command(zvt.authorisation(amount, self.currency_code), abortable=True,
+                                show_texts=True)
+        finally:
+            self._paying = None
+        if run.uncommitted:
+            return CardResult(False, amount, reason="declined",
+                              text="not recorded by the kiosk: reversed"), run.lost
         result = self._payment_result(ref, amount, run)
         if result.reason == "unknown":
             self._unknown[ref] = _Unknown(amount, baseline)

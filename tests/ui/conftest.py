@@ -54,6 +54,8 @@ class Kiosk:
         from kivy.tests.common import UnitTestTouch
         if action.startswith("demo_note_"):
             await self.note_reader_ready()
+        if action.startswith("demo_") and self.app.demo is not None:
+            self.app.demo.reveal(action)          # the panel's other page, if it is there
         await self.wait_for(lambda: self.widget(action), f"a button '{action}'")
         await self.frames(1)
         # Screens rebuild their buttons on every state change: touch the one on screen now.
@@ -140,8 +142,8 @@ async def kiosk_session(pcscd_rig: Any) -> Any:
     from screens.app import KioskApp
 
     rt = Runtime(settings)
-    for name in ("card", "printer"):
-        rt.devices[name].delay_s = FAST
+    rt.devices["printer"].delay_s = FAST
+    rt.devices["card"].simulator.step_s = FAST    # the ZVT terminal's pace between messages
     await rt.start()
     deadline = time.monotonic() + 10              # the ID-003 acceptor resets at start
     while not rt.state.device_ok("cash") or rt.devices["cash"].ok is not True:
@@ -168,7 +170,8 @@ async def kiosk(kiosk_session: Kiosk) -> Any:
     aggregator = d["backend"].simulator          # the HTTP aggregator simulator
     aggregator.set_mode("succeed")
     aggregator.subscriber_delay_s = aggregator.topup_delay_s = 0.0
-    d["card"].next_outcome = "approve"
+    d["card"].simulator.next_outcome = "approve"
+    d["card"].simulator.reversal_works = True
     d["printer"].paper_state = "ok"
     d["sim_reader"].virtual.remove()
     if k.app.demo is not None:

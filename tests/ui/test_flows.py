@@ -286,7 +286,7 @@ async def test_language_switch_keeps_the_place(kiosk):
 
 async def test_card_payment_declined_then_reversed_on_failure(kiosk):
     k = kiosk
-    card = k.rt.devices["card"]
+    terminal = k.rt.devices["card"].simulator      # a ZVT terminal behind a pty
     await to_products(k)
     await k.tap("tab_validity")
     await k.tap("product_luzon-keep_1500")
@@ -297,25 +297,31 @@ async def test_card_payment_declined_then_reversed_on_failure(kiosk):
     await k.shot("card-01-declined")
     await k.tap("demo_card_approve")
     await k.tap("demo_backend_fail")
-    card.delay_s = 1.0                            # the customer takes a moment at the terminal
+    terminal.step_s = 0.6                         # the customer takes a moment at the terminal
     k.rt.devices["backend"].simulator.topup_delay_s = 1.0
     try:
         await k.tap("pay_card")
         await k.wait_for(lambda: k.rt.state.txn.ref, "a reference")
         ref = k.rt.state.txn.ref
-        assert k.phase == "pay_card" and "terminal" in k.texts()
+        await k.wait_for(lambda: k.rt.state.card_text, "the terminal's first message")
+        assert k.phase == "pay_card" and "The card terminal says:" in k.texts()
         await k.shot("card-02-at-the-terminal")
         await k.wait_phase("fulfilling")
         assert "do not leave" in k.texts()
         await k.shot("card-03-processing")
     finally:
-        card.delay_s = 0.05
+        terminal.step_s = 0.05
         k.rt.devices["backend"].simulator.topup_delay_s = 0.0
     await k.wait_phase("result")
     await k.shot("card-04-reversed")
     t = k.rt.state.txn
     assert (t.outcome.value, t.paid, t.refunded) == ("failed_refunded", 1500, 1500)
-    assert card.ledger.reversed == {**card.ledger.reversed, ref: 1500}
+    # The terminal's own ledger: this payment authorised and reversed, exactly once.
+    assert terminal.ledger.authorised[t.card_receipt_no] == 1500
+    assert terminal.ledger.reversed[t.card_receipt_no] == 1500
+    kinds = [e.kind for e in k.rt.journal.events(ref)]
+    assert kinds.count("CardApproved") == 1 and kinds.count("CardReversed") == 1
+    assert kinds.index("CardApproved") < kinds.index("TopUp") < kinds.index("ReverseCard")
     assert "reversed" in k.texts()
 
 
