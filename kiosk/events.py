@@ -458,6 +458,21 @@ class OrphanNote(Record):
     value: int
 
 
+@dataclass(frozen=True)
+class CashBoxRemoved(Record):
+    """A technician took the cash box out (journaled with no transaction reference)."""
+    money = True
+    by: str                   # who, as the maintenance login names them
+    counted: int | None = None   # what the technician counted, minor units, if entered
+
+
+@dataclass(frozen=True)
+class CashBoxInserted(Record):
+    """An (empty) cash box was put in: the box counters start from zero."""
+    money = True
+    by: str
+
+
 EVENT_TYPES: dict[str, type[Record]] = {
     cls.__name__: cls for cls in list(globals().values())
     if isinstance(cls, type) and issubclass(cls, Record) and cls is not Record
