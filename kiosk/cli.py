@@ -8,10 +8,14 @@
     kiosk diag bill --port PATH [--accept N] [--timeout S] [--json]
     kiosk qr decode PAYLOAD [--json]      kiosk qr encode [--amount A] [--reference R] ...
     kiosk diag card --port PATH --amount MINOR_UNITS [--keep] [--json]
+    kiosk journal list --unresolved [--json]
+    kiosk report x|z|history|show [--by NAME] [--json]
+    kiosk cashbox [status|remove|insert] [--by NAME] [--counted AMOUNT]
     kiosk sim backend [--port N]         kiosk sim wallet [--port N]
     kiosk sim pay REFERENCE [--url URL] [--late]
 
-Exit codes: 0 ok, 1 not found / invalid, 2 configuration error, 64 wrong command line;
+Exit codes: 0 ok, 1 not found / invalid, 2 configuration error, 3 report disagrees with the
+journal, 64 wrong command line;
 `kiosk diag sim` has its own (see its --help).
 """
 
@@ -42,6 +46,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from .logs import setup
     setup()
+    if args.headless:
+        from . import headless
+        try:
+            return headless.run(settings, args.customer, args.crash_after_writes,
+                                args.exit_when_settled)
+        except ValueError as exc:
+            print(f"kiosk: {exc}", file=sys.stderr)
+            return 64
     # Kivy reads these at import time: set them before anything imports kivy.
     kivy_home = settings.data_dir / "kivy"
     kivy_home.mkdir(parents=True, exist_ok=True)
@@ -88,6 +100,8 @@ def cmd_journal_list(args: argparse.Namespace) -> int:
     s = _settings(args)
     from .journal import Journal
     j = Journal(s.journal_path, s.kiosk_id, s.currency)
+    if args.unresolved:
+        return _list_unresolved(j, args)
     rows = j.transactions(status=args.status, limit=args.limit)
     if args.json:
         _print_json([r.to_dict() for r in rows])
@@ -101,6 +115,46 @@ def cmd_journal_list(args: argparse.Namespace) -> int:
         print(f"{r.ref:<15} {_when(r.opened_ts):<21} {r.method:<6} "
               f"{fmt(r.amount, r.currency):>13} {fmt(r.paid, r.currency):>13} "
               f"{r.status:<7} {r.outcome or '-'}")
+    return 0
+
+
+def _how(j: Any, r: Any) -> str:
+    """What happened to a transaction after a restart, in a technician's words."""
+    evs = [e for e in j.events(r.ref)]
+    starts = [e for e in evs if e.kind == "RecoveryStarted"]
+    found = (f"found {starts[0].data['phase']} with {fmt(starts[0].data['paid'], r.currency)}"
+             f" paid" if starts else "")
+    if r.status == "open":
+        last = [e.kind for e in evs if e.kind not in ("RecoveryStarted",)][-1:] or ["-"]
+        queries = sum(1 for e in evs if e.kind == "QueryTopUp")
+        waiting = f"still open, last: {last[0]}" + (f", {queries} look-ups" if queries else "")
+        return "; ".join(x for x in (found, waiting) if x)
+    parts = [f"closed {r.outcome}"]
+    if r.credited:
+        parts.append(f"credited {fmt(r.credited, r.currency)}")
+    if r.voucher:
+        parts.append(f"voucher {fmt(r.voucher, r.currency)}")
+    if r.refunded:
+        parts.append(f"card reversed {fmt(r.refunded, r.currency)}")
+    return "; ".join(x for x in (found, ", ".join(parts)) if x)
+
+
+def _list_unresolved(j: Any, args: argparse.Namespace) -> int:
+    """Open transactions and those a restart found unfinished: what, and how resolved."""
+    rows = {r.ref: r for r in j.unresolved()}
+    for r in j.recovered(args.limit):
+        rows.setdefault(r.ref, r)
+    ordered = sorted(rows.values(), key=lambda r: r.number, reverse=True)[:args.limit]
+    if args.json:
+        _print_json([{**r.to_dict(), "how": _how(j, r)} for r in ordered])
+        return 0
+    if not ordered:
+        print("nothing unresolved: no open transaction, none recovered")
+        return 0
+    print(f"{'REFERENCE':<15} {'OPENED':<21} {'METHOD':<7} {'PAID':>13}  HOW")
+    for r in ordered:
+        print(f"{r.ref:<15} {_when(r.opened_ts):<21} {r.method:<7} "
+              f"{fmt(r.paid, r.currency):>13}  {_how(j, r)}")
     return 0
 
 
@@ -228,6 +282,103 @@ def cmd_sim_backend(args: argparse.Namespace) -> int:
     return _serve_until_stopped(sim)
 
 
+def _journal(args: argparse.Namespace) -> tuple[Settings, Any]:
+    s = _settings(args)
+    from .journal import Journal
+    return s, Journal(s.journal_path, s.kiosk_id, s.currency)
+
+
+def _show_report(rep: Any, s: Settings, as_json: bool) -> int:
+    from . import reports
+    if as_json:
+        _print_json(rep.to_dict())
+    else:
+        print(reports.format_report(rep, tz=s.timezone))
+    if rep.discrepancies:
+        print(f"kiosk: {len(rep.discrepancies)} discrepancies between the report and the "
+              f"journal (listed in the report)", file=sys.stderr)
+        return 3
+    return 0
+
+
+def cmd_report_x(args: argparse.Namespace) -> int:
+    from . import reports
+    s, j = _journal(args)
+    return _show_report(reports.x_report(j, catalog=s.catalog), s, args.json)
+
+
+def cmd_report_z(args: argparse.Namespace) -> int:
+    from . import reports
+    s, j = _journal(args)
+    return _show_report(reports.z_report(j, args.by, catalog=s.catalog), s, args.json)
+
+
+def cmd_report_history(args: argparse.Namespace) -> int:
+    from . import reports
+    s, j = _journal(args)
+    reps = reports.history(j, args.limit)
+    if args.json:
+        _print_json([r.to_dict() for r in reps])
+        return 0
+    if not reps:
+        print("no Z report yet")
+        return 0
+    print(f"{'Z':>4} {'CLOSED':<21} {'BY':<12} {'MONEY IN':>14}")
+    for r in reps:
+        print(f"{r.number:>4} {_when(r.to_ts):<21} {r.closed_by or '-':<12} "
+              f"{fmt(r.money_in, r.currency):>14}")
+    return 0
+
+
+def cmd_report_show(args: argparse.Namespace) -> int:
+    from . import reports
+    s, j = _journal(args)
+    rep = reports.report(j, args.number)
+    if rep is None:
+        print(f"kiosk: no Z report #{args.number}", file=sys.stderr)
+        return 1
+    return _show_report(rep, s, args.json)
+
+
+def cmd_cashbox(args: argparse.Namespace) -> int:
+    """The cash box: what is in it; a technician removing or inserting it (journaled)."""
+    from . import events as ev
+    from . import reports
+    from .money import parse_minor
+    if args.action in ("remove", "insert") and not args.by:
+        print(f"kiosk: cashbox {args.action} needs --by NAME (who did it)", file=sys.stderr)
+        return 64
+    s, j = _journal(args)
+    if args.action == "remove":
+        counted = None
+        if args.counted is not None:
+            try:
+                counted = parse_minor(args.counted, s.currency)
+            except ValueError as exc:
+                print(f"kiosk: --counted: {exc}", file=sys.stderr)
+                return 64
+        box = reports.cash_box(j)
+        j.append(None, ev.CashBoxRemoved(args.by, counted))
+        print(f"cash box removed by {args.by}: expected {fmt(box.total, s.currency)}"
+              + (f", counted {fmt(counted, s.currency)}, difference "
+                 f"{fmt(counted - box.total, s.currency)}" if counted is not None else ""))
+        return 0
+    if args.action == "insert":
+        j.append(None, ev.CashBoxInserted(args.by))
+        print(f"empty cash box inserted by {args.by}: counters start from zero")
+        return 0
+    box = reports.cash_box(j)
+    if args.json:
+        from dataclasses import asdict
+        _print_json(asdict(box))
+        return 0
+    print(f"cash box: {fmt(box.total, s.currency)} in {box.count} notes"
+          + (" (REMOVED: no box in the kiosk)" if box.removed_pending else ""))
+    for value, n in sorted(box.notes.items()):
+        print(f"  {fmt(value, s.currency):>14} x {n}")
+    return 0
+
+
 def _serve_until_stopped(sim: Any) -> int:
     import signal
     import threading
@@ -282,6 +433,15 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the kiosk UI (full screen unless --windowed)")
     r.add_argument("--windowed", action="store_true", help="a window instead of full screen")
     r.add_argument("--data-dir", type=Path, help="journal and state folder (overrides config)")
+    r.add_argument("--headless", action="store_true",
+                   help="no screen: resume unfinished transactions, serve a scripted customer")
+    r.add_argument("--customer", help="headless: METHOD:PRODUCT:AMOUNT[:NUMBER[:VOUCHER]], "
+                                      "e.g. cash:luzon-load:5000")
+    r.add_argument("--exit-when-settled", action="store_true",
+                   help="headless: exit once nothing is unfinished (prints a JSON summary)")
+    r.add_argument("--crash-after-writes", type=int, default=0, metavar="N",
+                   help="fault injection for the crash harness: SIGKILL after the journal's "
+                        "N-th durable write")
     r.set_defaults(func=cmd_run)
 
     c = sub.add_parser("config", help="configuration tools")
@@ -296,6 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
     jl = jsub.add_parser("list", help="recent transactions, newest first")
     jl.add_argument("--status", choices=("open", "closed"))
     jl.add_argument("--limit", type=int, default=50)
+    jl.add_argument("--unresolved", action="store_true",
+                    help="open transactions and those a restart found unfinished, with how "
+                         "each was resolved")
     jl.add_argument("--data-dir", type=Path)
     jl.add_argument("--json", action="store_true")
     jl.set_defaults(func=cmd_journal_list)
@@ -354,6 +517,40 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--keep", action="store_true", help="do not reverse the test payment")
     dc.add_argument("--json", action="store_true", help="one JSON document")
     dc.set_defaults(func=cmd_diag_card)
+
+    rp = sub.add_parser("report", help="cash and sales reports (X: snapshot, Z: close the "
+                                       "period); exit 3 if the figures disagree with the "
+                                       "journal")
+    rsub = rp.add_subparsers(dest="report_command", required=True)
+    rx = rsub.add_parser("x", help="the current period, nothing is closed")
+    rx.add_argument("--json", action="store_true")
+    rx.add_argument("--data-dir", type=Path)
+    rx.set_defaults(func=cmd_report_x)
+    rz = rsub.add_parser("z", help="close the period: counters start again, history kept")
+    rz.add_argument("--by", required=True, help="who closes it (technician login)")
+    rz.add_argument("--json", action="store_true")
+    rz.add_argument("--data-dir", type=Path)
+    rz.set_defaults(func=cmd_report_z)
+    rh = rsub.add_parser("history", help="past Z reports, newest first")
+    rh.add_argument("--limit", type=int, default=20)
+    rh.add_argument("--json", action="store_true")
+    rh.add_argument("--data-dir", type=Path)
+    rh.set_defaults(func=cmd_report_history)
+    rs = rsub.add_parser("show", help="one past Z report")
+    rs.add_argument("number", type=int)
+    rs.add_argument("--json", action="store_true")
+    rs.add_argument("--data-dir", type=Path)
+    rs.set_defaults(func=cmd_report_show)
+
+    cb = sub.add_parser("cashbox", help="the cash box: status, or journal its removal / "
+                                        "insertion")
+    cb.add_argument("action", nargs="?", choices=("status", "remove", "insert"),
+                    default="status")
+    cb.add_argument("--by", help="who (required for remove / insert)")
+    cb.add_argument("--counted", help='what was counted on removal, e.g. "1500.00"')
+    cb.add_argument("--json", action="store_true")
+    cb.add_argument("--data-dir", type=Path)
+    cb.set_defaults(func=cmd_cashbox)
 
     q = sub.add_parser("qr", help="EMVCo merchant-presented QR payloads")
     qsub = q.add_subparsers(dest="qr_command", required=True)

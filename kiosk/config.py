@@ -170,6 +170,7 @@ class Settings:
     cash_denominations: tuple[int, ...]
     max_overpay: int
     qr_expiry_s: int
+    voucher_expiry_days: int
     backend_timeout_s: int
     max_unknown_queries: int
     query_interval_s: float
@@ -234,6 +235,7 @@ def load(path: str | Path | None = None, *, data_dir: str | Path | None = None) 
     p = root.table("payments")
     max_overpay = p.money("max_overpay", cur, "0")
     qr_expiry_s = p.get("qr_expiry_s", int, 120, lo=30, hi=900)
+    voucher_expiry_days = p.get("voucher_expiry_days", int, 180, lo=1, hi=3650)
     denoms = tuple(sorted(parse_minor_checked(p, "cash_denominations", cur,
                                               ["20", "50", "100", "200", "500", "1000"])))
     p.done()
@@ -272,6 +274,7 @@ def load(path: str | Path | None = None, *, data_dir: str | Path | None = None) 
         file=file, kiosk_id=kiosk_id, site=site, support=support, timezone=timezone,
         demo=demo, data_dir=ddir, ui=ui, catalog=catalog, cash_denominations=denoms,
         max_overpay=max_overpay, qr_expiry_s=qr_expiry_s, backend_timeout_s=backend_timeout_s,
+        voucher_expiry_days=voucher_expiry_days,
         max_unknown_queries=max_unknown, query_interval_s=float(query_interval),
         devices=devices, merchant_name=merchant_name, merchant_city=merchant_city)
 

@@ -33,6 +33,7 @@ class Phase(str, Enum):
     PAY_CASH = "pay_cash"
     PAY_QR = "pay_qr"
     PAY_CARD = "pay_card"
+    PAY_VOUCHER = "pay_voucher"
     FULFILLING = "fulfilling"
     RESULT = "result"
     RECEIPT = "receipt"
@@ -51,6 +52,7 @@ class EngineError(Exception):
 
 
 METHODS = ("cash", "qr", "card")
+PAYING = ("pay_cash", "pay_qr", "pay_card", "pay_voucher")
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class Txn:
     payment_ref: str = ""
     card_receipt_no: str = ""      # the terminal's receipt number (what a reversal names)
     payment_lines: tuple[str, ...] = ()   # the card terminal's receipt lines
+    vouchers_in: tuple[tuple[str, int], ...] = ()   # (code, amount) redeemed as payment
     operator_ref: str = ""
     unknown_queries: int = 0
     outcome: Outcome | None = None
@@ -127,11 +130,12 @@ class State:
         """Payment methods the customer may choose now."""
         if not self.device_ok("backend"):
             return ()
-        return tuple(m for m in METHODS if self.device_ok(m))
+        # A voucher needs no device: the journal is the voucher's bank.
+        return tuple(m for m in METHODS if self.device_ok(m)) + ("voucher",)
 
     @property
     def can_sell(self) -> bool:
-        return bool(self.methods)
+        return any(m in METHODS for m in self.methods)
 
     @property
     def timeout_allowed(self) -> bool:
@@ -202,8 +206,7 @@ class Engine:
             case ev.CardText(text=text):
                 return (replace(s, card_text=text), []) if s.phase is Phase.PAY_CARD else (s, [])
             case ev.ReferenceAllocated(ref=ref) if not (
-                    s.phase in (Phase.PAY_CASH, Phase.PAY_QR, Phase.PAY_CARD)
-                    and s.txn.ref is None):
+                    s.phase.value in PAYING and s.txn.ref is None):
                 # The customer left before the reference came back: close it untouched.
                 return s, [ev.CloseTransaction(ref, Outcome.CANCELLED.value, 0, 0, 0, 0)]
         handler = getattr(self, f"_on_{s.phase.value}")
@@ -219,7 +222,7 @@ class Engine:
 
     def _late_note(self, s: State, v: int) -> Result:
         t = s.txn
-        if (t.ref and not t.closed and t.method == "cash"
+        if (t.ref and not t.closed and t.method in ("cash", "voucher")
                 and s.phase in (Phase.FULFILLING, Phase.CHOOSE_PAYMENT)):
             # Stacked after cash was disabled: it belongs to this customer, ends as change.
             # (Never to a card or QR payment: a card reversal must not give back cash.)
@@ -378,7 +381,8 @@ class Engine:
             case ev.ChoosePayment(method=m):
                 if m not in s.methods:
                     return replace(s, notice=f"{m}.unavailable"), []
-                phase = {"cash": Phase.PAY_CASH, "qr": Phase.PAY_QR, "card": Phase.PAY_CARD}[m]
+                phase = {"cash": Phase.PAY_CASH, "qr": Phase.PAY_QR, "card": Phase.PAY_CARD,
+                         "voucher": Phase.PAY_VOUCHER}[m]
                 txn = replace(s.txn, method=m, ref=None)
                 return replace(s, phase=phase, txn=txn, notice=""), [ev.AllocateReference()]
             case ev.Back():
@@ -445,6 +449,38 @@ class Engine:
 
     def _with_device(self, s: State, name: str, ok: bool) -> State:
         return self.step(s, ev.DeviceStatus(name, ok))[0]
+
+    def _on_pay_voucher(self, s: State, e: ev.Record) -> Result:
+        t = s.txn
+        match e:
+            case ev.ReferenceAllocated(ref=ref) if t.ref is None:
+                return replace(s, txn=replace(t, ref=ref)), []
+            case ev.VoucherEntered(code=code):
+                if t.ref is None:
+                    return replace(s, notice="voucher.wait"), []
+                if any(c == code for c, _a in t.vouchers_in):
+                    return replace(s, notice="voucher.used"), []
+                return replace(s, notice="voucher.checking"), [ev.RedeemVoucher(t.ref, code)]
+            case ev.VoucherRedeemed(ref=ref, code=code, amount=a) if ref == t.ref:
+                t = replace(t, paid=t.paid + a, vouchers_in=t.vouchers_in + ((code, a),))
+                s = replace(s, txn=t, notice="")
+                if t.paid >= t.amount:
+                    return self._fulfil(s)
+                return s, []
+            case ev.VoucherRefused(ref=ref, reason=reason) if ref == t.ref:
+                return replace(s, notice=f"voucher.{reason}"), []
+            case ev.ChoosePayment(method="cash") if t.ref and t.paid:
+                # The rest in cash, on the same reference.
+                if "cash" not in s.methods:
+                    return replace(s, notice="cash.unavailable"), []
+                return replace(s, phase=Phase.PAY_CASH, notice=""), [ev.EnableCash()]
+            case ev.Cancel() | ev.Timeout() | ev.Back():
+                if t.paid:
+                    # A redeemed voucher cannot be un-redeemed: its value becomes a new one.
+                    return self._to_voucher(s, "cancelled")
+                back = Phase.CHOOSE_PAYMENT if isinstance(e, ev.Back) else None
+                return self._abandon_unpaid(s, back)
+        return s, []
 
     def _on_pay_qr(self, s: State, e: ev.Record) -> Result:
         t = s.txn

@@ -54,7 +54,30 @@ class ChooseProduct(Record):
 
 @dataclass(frozen=True)
 class ChoosePayment(Record):
-    method: str                      # "cash" | "qr" | "card"
+    method: str                      # "cash" | "qr" | "card" | "voucher"
+
+
+@dataclass(frozen=True)
+class VoucherEntered(Record):
+    """A voucher code typed on the keypad or read by the scanner (digits only)."""
+    code: str
+
+
+@dataclass(frozen=True)
+class VoucherRedeemed(Record):
+    """A voucher used as payment on `ref`: journaled in the same write that marks it
+    redeemed, so it can never pay twice."""
+    money = True
+    ref: str
+    code: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class VoucherRefused(Record):
+    ref: str
+    code: str
+    reason: str                      # "invalid" | "unknown" | "used" | "expired" | "held" | "void"
 
 
 @dataclass(frozen=True)
@@ -296,6 +319,7 @@ class VoucherIssued(Record):
     code: str
     amount: int
     held: bool = False               # valid only if a pending top-up finally fails
+    expires: str = ""                # last day it can be used (ISO date), "" never
 
 
 @dataclass(frozen=True)
@@ -313,6 +337,15 @@ class PrinterFailed(Record):
 @dataclass(frozen=True)
 class LookupSubscriber(Record):
     iccid: str
+
+
+@dataclass(frozen=True)
+class RedeemVoucher(Record):
+    """Use voucher `code` as payment on `ref` (at most what is still to pay is asked; a
+    voucher worth more is used whole and the difference is change)."""
+    money = True
+    ref: str
+    code: str
 
 
 @dataclass(frozen=True)
@@ -459,6 +492,19 @@ class OrphanNote(Record):
 
 
 @dataclass(frozen=True)
+class RecoveryStarted(Record):
+    """An annotation, not a step: at start the kiosk found `ref` unfinished and resumed it
+    (the technician reads these with `kiosk journal list --unresolved`)."""
+    money = True
+    ref: str
+    phase: str
+    paid: int
+
+
+ANNOTATIONS = frozenset({"RecoveryStarted"})     # journaled, never replayed
+
+
+@dataclass(frozen=True)
 class CashBoxRemoved(Record):
     """A technician took the cash box out (journaled with no transaction reference)."""
     money = True
@@ -491,7 +537,8 @@ def from_dict(kind: str, data: dict[str, Any]) -> Record:
 
 
 EFFECT_TYPES: frozenset[str] = frozenset({
-    "LookupSubscriber", "CheckSubscriber", "QueryBalance", "AllocateReference", "EnableCash",
+    "LookupSubscriber", "CheckSubscriber", "QueryBalance", "RedeemVoucher",
+    "AllocateReference", "EnableCash",
     "DisableCash", "StackNote",
     "ReturnNote", "CreateQrOrder", "CloseQrOrder", "AuthoriseCard", "AbortCard", "ReverseCard",
     "TopUp", "QueryTopUp", "IssueVoucher", "PrintReceipt", "CloseTransaction", "LatePayment",

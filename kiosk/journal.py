@@ -8,7 +8,8 @@ the same write that opens its transaction, before the first call that uses it.
 Tables:
   events        seq, ts, ref, kind, data (JSON)  - the log itself, never updated
   transactions  one row per reference: what was bought, status open/closed, money totals
-  vouchers      code, ref, amount, status (active / held / void / redeemed)
+  vouchers      code, ref, amount, status (active / held / void / redeemed), expires
+                (last valid day), redeemed_ref / redeemed_ts once used as payment
   meta          kiosk_id, schema version
 """
 
@@ -58,11 +59,17 @@ CREATE TABLE IF NOT EXISTS vouchers (
     amount    INTEGER NOT NULL,
     currency  TEXT NOT NULL,
     status    TEXT NOT NULL CHECK (status IN ('active', 'held', 'void', 'redeemed')),
-    issued_ts REAL NOT NULL
+    issued_ts REAL NOT NULL,
+    expires   TEXT NOT NULL DEFAULT '',
+    redeemed_ref TEXT,
+    redeemed_ts  REAL
 );
 """
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+# Columns added after version 1, for journals written by it.
+_MIGRATIONS = (("vouchers", "expires", "TEXT NOT NULL DEFAULT ''"),
+               ("vouchers", "redeemed_ref", "TEXT"), ("vouchers", "redeemed_ts", "REAL"))
 
 
 class JournalError(Exception):
@@ -123,7 +130,13 @@ class Journal:
             raise JournalError(f"{self.path}: cannot enable WAL (got {mode})")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
+        # Called after every durable write (the crash harness kills the process there).
+        self.after_write: Any = None
         self.db.executescript(SCHEMA)
+        for table, column, decl in _MIGRATIONS:
+            have = {r["name"] for r in self.db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
         with self._tx():
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('kiosk_id', ?)", (kiosk_id,))
@@ -165,7 +178,12 @@ class Journal:
                 (ref, number, now, txn.msisdn, txn.operator, txn.product_id, txn.amount,
                  self.currency, txn.method))
             self._insert_event(now, ref, ev.ReferenceAllocated(ref))
+        self._written()
         return ref
+
+    def _written(self) -> None:
+        if self.after_write is not None:
+            self.after_write()
 
     def append(self, ref: str | None, rec: ev.Record) -> int:
         """Write one record durably. Returns its sequence number."""
@@ -181,11 +199,11 @@ class Journal:
                         (o, p, c, v, f, now, r))
                     if cur.rowcount != 1:
                         raise JournalError(f"{r}: no open transaction to close")
-                case ev.VoucherIssued(ref=r, code=code, amount=a, held=held):
+                case ev.VoucherIssued(ref=r, code=code, amount=a, held=held, expires=exp):
                     db.execute(
-                        "INSERT INTO vouchers (code, ref, amount, currency, status, issued_ts)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (code, r, a, self.currency, "held" if held else "active", now))
+                        "INSERT INTO vouchers (code, ref, amount, currency, status, issued_ts,"
+                        " expires) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (code, r, a, self.currency, "held" if held else "active", now, exp))
                 case ev.SetVoucherStatus(code=code, status=st, amount=a):
                     db.execute("UPDATE vouchers SET status=?, amount=COALESCE(?, amount)"
                                " WHERE code=?", (st, a, code))
@@ -197,7 +215,44 @@ class Journal:
                 case ev.QrPaid(ref=r, amount=a) | ev.CardApproved(ref=r, amount=a):
                     db.execute("UPDATE transactions SET paid = paid + ? WHERE ref=?"
                                " AND status='open'", (a, r))
+        self._written()
         return seq
+
+    def redeem_voucher(self, ref: str, code: str, today: str) -> ev.Record:
+        """Use voucher `code` as payment on `ref`, atomically: the check, the status change
+        and the VoucherRedeemed event are one SQL transaction, so two kiosks' sessions (or a
+        replayed request) can never spend it twice. Returns VoucherRedeemed (journaled) or
+        VoucherRefused (not journaled: nothing changed). `today` is the local ISO date."""
+        from .vouchers import well_formed
+        if not well_formed(code):
+            return ev.VoucherRefused(ref, code, "invalid")
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM vouchers WHERE code=?", (code,)).fetchone()
+            if row is None or row["currency"] != self.currency:
+                return ev.VoucherRefused(ref, code, "unknown")
+            status = row["status"]
+            if status == "redeemed":
+                return ev.VoucherRefused(ref, code, "used")
+            if status in ("held", "void"):
+                return ev.VoucherRefused(ref, code, status)
+            if row["expires"] and row["expires"] < today:
+                return ev.VoucherRefused(ref, code, "expired")
+            rec = ev.VoucherRedeemed(ref, code, int(row["amount"]))
+            now = time.time()
+            cur = db.execute("UPDATE vouchers SET status='redeemed', redeemed_ref=?,"
+                             " redeemed_ts=? WHERE code=? AND status='active'",
+                             (ref, now, code))
+            if cur.rowcount != 1:
+                raise JournalError(f"voucher {code[-4:]}: changed under us")
+            self._insert_event(now, ref, rec)
+            db.execute("UPDATE transactions SET paid = paid + ? WHERE ref=? AND status='open'",
+                       (rec.amount, ref))
+        self._written()
+        return rec
+
+    def voucher(self, code: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT * FROM vouchers WHERE code=?", (code,)).fetchone()
+        return dict(row) if row else None
 
     # ------------------------------------------------------------------ reading
     def _txn(self, row: sqlite3.Row) -> TxnRow:
@@ -230,6 +285,13 @@ class Journal:
             q, args = q + " WHERE ref=?", (ref,)
         return [dict(r) for r in self.db.execute(q + " ORDER BY issued_ts", args)]
 
+    def recovered(self, limit: int = 50) -> list[TxnRow]:
+        """Transactions the kiosk found unfinished at a start and resumed, newest first."""
+        return [self._txn(r) for r in self.db.execute(
+            "SELECT t.* FROM transactions t WHERE EXISTS (SELECT 1 FROM events e WHERE"
+            " e.ref = t.ref AND e.kind = 'RecoveryStarted') ORDER BY t.number DESC LIMIT ?",
+            (limit,))]
+
     def unresolved(self) -> list[TxnRow]:
         return [self._txn(r) for r in self.db.execute(
             "SELECT * FROM transactions WHERE status='open' ORDER BY number")]
@@ -246,13 +308,14 @@ class Journal:
         row = self.transaction(ref)
         if row is None:
             raise JournalError(f"unknown reference {ref}")
-        phase = {"cash": Phase.PAY_CASH, "qr": Phase.PAY_QR, "card": Phase.PAY_CARD}[row.method]
+        phase = {"cash": Phase.PAY_CASH, "qr": Phase.PAY_QR, "card": Phase.PAY_CARD,
+                 "voucher": Phase.PAY_VOUCHER}[row.method]
         txn = Txn(msisdn=row.msisdn, operator=row.operator, product_id=row.product_id,
                   amount=row.amount, method=row.method)
         state = State(phase=phase, txn=txn)
         pending: list[ev.Record] = []
         for e in self.events(ref):
-            if ev.is_effect(e.kind):
+            if ev.is_effect(e.kind) or e.kind in ev.ANNOTATIONS:
                 continue
             state, pending = engine.step(state, e.record())
         return replace(state, notice=""), pending

@@ -24,7 +24,8 @@ STATUS_TEXT = {
     Outcome.PENDING: N_("PENDING - KEEP THIS RECEIPT"),
 }
 
-METHOD_TEXT = {"cash": N_("Cash"), "qr": N_("QR wallet"), "card": N_("Bank card")}
+METHOD_TEXT = {"cash": N_("Cash"), "qr": N_("QR wallet"), "card": N_("Bank card"),
+               "voucher": N_("Voucher")}
 
 # Facts whose value is itself one of the texts above, translated on screen.
 TRANSLATED_VALUES = ("Status", "Paid with")
@@ -59,6 +60,8 @@ def build(txn: Txn, catalog: Catalog, *, kiosk_id: str, site: str, support: str,
     ]
     if txn.payment_ref:
         facts.append((N_("Payment ref."), txn.payment_ref))
+    for code, amount in txn.vouchers_in:
+        facts.append((N_("Voucher used"), f"...{code[-4:]} {fmt(amount, cur)}"))
     if txn.card_receipt_no:
         facts.append((N_("Card receipt no."), txn.card_receipt_no))
     facts.append((N_("Credited"), fmt(txn.credited, cur)))
@@ -83,5 +86,9 @@ def build(txn: Txn, catalog: Catalog, *, kiosk_id: str, site: str, support: str,
     if txn.payment_lines:
         # The card terminal's own receipt (customer copy), as it sent it.
         lines += [rule, *txn.payment_lines]
+    if txn.voucher_code and not txn.voucher_held:
+        # The code the customer needs next: the voucher, read back by the kiosk's scanner.
+        lines += [rule, "Scan the code at the kiosk to pay with the voucher."]
+        return Receipt(facts, lines, qr=txn.voucher_code)
     lines += [rule, "Scan the code to check this top-up."]
     return Receipt(facts, lines, qr=f"TOPUP:{txn.ref}")

@@ -74,8 +74,11 @@ class Session:
             return True
         # Leaving a payment decides where its money goes (voucher, close): journal it too, so
         # a transaction rebuilt after a crash takes the same path and issues nothing twice.
+        if isinstance(e, ev.ChoosePayment) and self.state.phase is Phase.PAY_VOUCHER:
+            return True                 # the rest in cash: the same reference goes on
         return (isinstance(e, (ev.Cancel, ev.Back, ev.Timeout)) and self.state.txn.ref is not None
-                and self.state.phase in (Phase.PAY_CASH, Phase.PAY_QR, Phase.PAY_CARD))
+                and self.state.phase in (Phase.PAY_CASH, Phase.PAY_QR, Phase.PAY_CARD,
+                                         Phase.PAY_VOUCHER))
 
     def carry_out(self, eff: ev.Record) -> None:
         """Journal a money effect, then perform it: the one place of that rule."""
@@ -95,8 +98,15 @@ class Session:
             self.carry_out(eff)
         if self.state is not before:
             self.rt.changed(self, before)
-        if self.background and (self.state.txn.closed or self.state.phase is Phase.IDLE):
+        if self.background and self.finished:
             self.done.set()
+
+    @property
+    def finished(self) -> bool:
+        """A background session is done when its transaction is closed or abandoned (an
+        unpaid payment closed as cancelled leaves the state without a reference)."""
+        s = self.state
+        return s.txn.closed or s.phase is Phase.IDLE or s.txn.ref is None
 
 
 class Runtime:
@@ -134,7 +144,9 @@ class Runtime:
         self.warning_until: float | None = None     # "Need more time?" deadline (monotonic)
         self.receipt: receipts.Receipt | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._card_committed: set[str] = set()      # approvals journaled by the driver hook
+        self._card_committed: dict[str, ev.CardApproved] = {}   # journaled by the driver hook
+        self._box_was_removed = False
+        self.qr_closing: set[str] = set()          # QR orders being closed right now
 
     # ------------------------------------------------------------------ accessors
     @property
@@ -288,7 +300,22 @@ class Runtime:
             if time.monotonic() - last_ping > 30:
                 last_ping = time.monotonic()
                 self.spawn(self._ping_backend())
+                self._check_cash_box()
             await asyncio.sleep(0.25)
+
+    def _check_cash_box(self) -> None:
+        """No cash box in the kiosk (a technician journaled its removal and no insertion
+        since): cash stays out of service, whatever the acceptor says."""
+        row = self.journal.db.execute(
+            "SELECT kind FROM events WHERE kind IN ('CashBoxRemoved', 'CashBoxInserted')"
+            " ORDER BY seq DESC LIMIT 1").fetchone()
+        removed = row is not None and row[0] == "CashBoxRemoved"
+        if removed and self.state.device_ok("cash"):
+            log.warning("cash box removed: cash payment off until a box is inserted")
+            self.post(ev.DeviceStatus("cash", False, "cash box removed"))
+        elif not removed and self._box_was_removed:
+            self.post(ev.DeviceStatus("cash", True, "cash box inserted"))
+        self._box_was_removed = removed
 
     async def _ping_backend(self) -> None:
         try:
@@ -301,6 +328,7 @@ class Runtime:
     # ------------------------------------------------------------------ recovery
     def recover(self) -> list[str]:
         """Give every unfinished transaction in the journal a background session."""
+        self._rewatch_closed_qr_orders()
         refs = []
         for row in self.journal.unresolved():
             if row.ref in self.background:
@@ -314,6 +342,8 @@ class Runtime:
             self.background[row.ref] = bg
             log.warning("resuming unfinished transaction %s (%s, paid %d)", row.ref,
                         state.phase.value, state.txn.paid)
+            self.journal.append(row.ref, ev.RecoveryStarted(row.ref, state.phase.value,
+                                                            state.txn.paid))
             self.spawn(self._run_background(bg, self._resume_events(bg, pending)))
             refs.append(row.ref)
         return refs
@@ -331,7 +361,7 @@ class Runtime:
                 return out
         if out:
             return out
-        if s.phase is Phase.PAY_CASH:
+        if s.phase in (Phase.PAY_CASH, Phase.PAY_VOUCHER):
             return [ev.Timeout()]
         if s.phase is Phase.PAY_QR:
             return [ev.Cancel()]
@@ -342,12 +372,15 @@ class Runtime:
         return []
 
     async def _run_background(self, bg: Session, first: list[ev.Record]) -> None:
+        ref = bg.state.txn.ref or ""             # an abandoned payment goes idle: no ref then
         for e in first:
             bg.post(e)
+        if bg.finished:
+            bg.done.set()                        # finished by a pending effect carried out
         await bg.done.wait()
-        ref = bg.state.txn.ref
-        log.info("transaction %s resolved: %s", ref, bg.state.txn.outcome)
-        self.background.pop(ref or "", None)
+        outcome = bg.state.txn.outcome
+        log.info("transaction %s resolved: %s", ref, outcome.value if outcome else "cancelled")
+        self.background.pop(ref, None)
 
     # ------------------------------------------------------------------ effects out
     def perform(self, session: Session, eff: ev.Record) -> None:
@@ -373,6 +406,7 @@ class Runtime:
             case ev.CreateQrOrder(ref=ref, amount=a):
                 self.spawn(self._qr_order(session, ref, a))
             case ev.CloseQrOrder(ref=ref):
+                self.qr_closing.add(ref)
                 self.spawn(self._qr_close(session, ref))
             case ev.AuthoriseCard(ref=ref, amount=a):
                 self.spawn(self._card_authorise(session, ref, a))
@@ -385,7 +419,13 @@ class Runtime:
             case ev.QueryTopUp(ref=ref, attempt=n):
                 self.spawn(self._query(session, ref, n))
             case ev.IssueVoucher(ref=ref, amount=a, held=held):
-                session.post(ev.VoucherIssued(ref, vouchers.new_code(), a, held))
+                session.post(ev.VoucherIssued(ref, vouchers.new_code(), a, held,
+                                              self._voucher_expiry()))
+            case ev.RedeemVoucher(ref=ref, code=code):
+                answer = self.journal.redeem_voucher(ref, code, self._today())
+                if isinstance(answer, ev.VoucherRedeemed):
+                    log.info("voucher ...%s redeemed on %s: %d", code[-4:], ref, answer.amount)
+                session.post(answer, journaled=True)
             case ev.PrintReceipt(ref=ref):
                 self.spawn(self._print(session, ref))
             case ev.LatePayment(ref=ref, amount=a, source=src):
@@ -397,13 +437,25 @@ class Runtime:
                     return
                 code = vouchers.new_code()
                 log.warning("late payment %s on %s (%s): voucher ...%s", a, ref, src, code[-4:])
-                self.journal.append(ref, ev.VoucherIssued(ref, code, a))
+                self.journal.append(ref, ev.VoucherIssued(ref, code, a,
+                                                          expires=self._voucher_expiry()))
             case ev.CloseTransaction(ref=ref, outcome=o):
                 log.info("transaction %s closed: %s", ref, o)
             case ev.OrphanNote(value=v):
                 log.warning("note of %d credited with no open transaction", v)
             case ev.SetVoucherStatus():
                 pass            # the journal append already applied it
+
+    def _today(self) -> str:
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+        return datetime.now(ZoneInfo(self.settings.timezone)).date().isoformat()
+
+    def _voucher_expiry(self) -> str:
+        """The last day a voucher issued now can be used (local date)."""
+        from datetime import date, timedelta
+        days = self.settings.voucher_expiry_days
+        return (date.fromisoformat(self._today()) + timedelta(days=days)).isoformat()
 
     def _seen_payment(self, ref: str, source: str) -> bool:
         """Has this wallet payment (provider reference) been journaled before this report?
@@ -550,14 +602,29 @@ class Runtime:
 
     async def _qr_close(self, session: Session, ref: str) -> None:
         try:
-            st = await asyncio.wait_for(self.wallet.close(ref), self.settings.backend_timeout_s)
-        except Exception as exc:    # noqa: BLE001 - unknown: the watch below asks again
-            log.error("closing QR order %s failed: %s", ref, exc)
-            st = None
-        if st is not None and st.state == "paid":
-            session.post(ev.QrPaid(ref, st.amount, st.provider_ref))
-            return
+            try:
+                st = await asyncio.wait_for(self.wallet.close(ref),
+                                            self.settings.backend_timeout_s)
+            except Exception as exc:    # noqa: BLE001 - unknown: the watch below asks again
+                log.error("closing QR order %s failed: %s", ref, exc)
+                st = None
+            if st is not None and st.state == "paid":
+                session.post(ev.QrPaid(ref, st.amount, st.provider_ref))
+                return
+        finally:
+            self.qr_closing.discard(ref)
         self.spawn(self._qr_watch_late(session, ref))
+
+    def _rewatch_closed_qr_orders(self) -> None:
+        """After a restart: QR orders closed within the watch window, with nothing paid,
+        are watched again (the watch that was running died with the process)."""
+        since = time.time() - self.LATE_WATCH_S
+        rows = self.journal.db.execute(
+            "SELECT ref FROM transactions WHERE method='qr' AND status='closed' AND paid=0"
+            " AND closed_ts > ? AND ref NOT IN (SELECT ref FROM events WHERE"
+            " kind='LatePayment' AND ref IS NOT NULL)", (since,)).fetchall()
+        for (ref,) in rows:
+            self.spawn(self._qr_watch_late(self.main, ref))
 
     async def _qr_watch_late(self, session: Session, ref: str) -> None:
         """A payment arriving after cancel or expiry is never lost: it is reported as QrPaid,
@@ -583,15 +650,31 @@ class Runtime:
 
     def _card_commit(self, ref: str, r: Any) -> bool:
         """From the card driver's thread, before it confirms an approval to the terminal:
-        journal and step CardApproved first (a terminal reverses a result the kiosk never
-        confirmed, so a crash before this returns costs the customer nothing)."""
+        journal CardApproved durably, and nothing else. The engine is stepped with it only
+        after the terminal has the confirmation (in `_card_authorise`), so nothing that
+        depends on the payment (the top-up) can happen before it is final at the terminal;
+        a terminal reverses a result the kiosk never confirmed."""
+        assert self.loop is not None
         e = ev.CardApproved(ref, r.amount, r.auth_code, r.trace, r.receipt_no, r.card_name,
                             r.terminal_id)
-        ok = self.post_threadsafe_wait(e)
-        if ok:
-            self._card_committed.add(ref)
-        return ok
+        done = concurrent.futures.Future[bool]()
 
+        def write() -> None:
+            try:
+                self.journal.append(ref, e)
+                self._card_committed[ref] = e
+                done.set_result(True)
+            except BaseException as exc:   # noqa: BLE001 - handed to the waiting thread
+                done.set_exception(exc)
+        self.loop.call_soon_threadsafe(write)
+        try:
+            return done.result(2.0)
+        except Exception:   # noqa: BLE001 - not journaled: the driver refuses the approval
+            log.exception("CardApproved for %s not journaled", ref)
+            return False
+
+    REVERSE_TRIES = 8
+    REVERSE_WAIT_S = 1.0
     CARD_RESOLVE_TRIES = 10
     CARD_RESOLVE_WAIT_S = 2.0
 
@@ -602,6 +685,14 @@ class Runtime:
         except DeviceError as exc:
             log.error("card terminal: %s", exc)
             session.post(ev.CardDeclined(ref, "unavailable"))
+            return
+        committed = self._card_committed.pop(ref, None)
+        if committed is not None:
+            # The approval was journaled and confirmed to the terminal: it stands, whatever
+            # happened on the line after that.
+            session.post(committed, journaled=True)
+            if r.lines:
+                session.post(ev.CardReceipt(ref, tuple(r.lines)))
             return
         if r.reason == "unknown":
             # Sent, no final answer: ask the terminal what its last transaction was.
@@ -621,10 +712,8 @@ class Runtime:
                           ref, self.CARD_RESOLVE_TRIES)
                 r = replace(r, reason="timeout")
         if r.approved:
-            if ref not in self._card_committed:
-                session.post(ev.CardApproved(ref, r.amount, r.auth_code, r.trace, r.receipt_no,
-                                             r.card_name, r.terminal_id))
-            self._card_committed.discard(ref)
+            session.post(ev.CardApproved(ref, r.amount, r.auth_code, r.trace, r.receipt_no,
+                                         r.card_name, r.terminal_id))
             if r.lines:
                 session.post(ev.CardReceipt(ref, tuple(r.lines)))
         else:
@@ -632,12 +721,19 @@ class Runtime:
 
     async def _card_reverse(self, session: Session, ref: str, amount: int,
                             receipt_no: str) -> None:
-        try:
-            r = await self.devices["card"].reverse(ref, amount, receipt_no)
-            ok = r.approved
-        except DeviceError as exc:
-            log.error("card reversal %s: %s", ref, exc)
-            ok = False
+        ok = False
+        for attempt in range(self.REVERSE_TRIES):
+            try:
+                r = await self.devices["card"].reverse(ref, amount, receipt_no)
+            except DeviceError as exc:
+                log.error("card reversal %s: %s", ref, exc)
+                r = None
+            if r is not None and (r.approved or r.reason not in ("offline", "unknown")):
+                ok = r.approved
+                break
+            # The terminal is not there or gave no final answer: ask again, never give up
+            # the customer's money on a transient fault.
+            await asyncio.sleep(self.REVERSE_WAIT_S * (attempt + 1))
         if not ok:
             log.error("ALERT card reversal of %s (receipt %s) refused: a voucher is issued; "
                       "reverse it at the terminal or refund the customer", ref,
@@ -653,7 +749,8 @@ class Runtime:
         try:
             await self.devices["printer"].print_receipt(self.receipt.lines, self.receipt.qr)
         except DeviceError as exc:
-            log.error("printer: %s", exc)
+            # The top-up stands; the customer gets the receipt on screen (with its QR).
+            log.error("ALERT printer: receipt %s not printed: %s", ref, exc)
             session.post(ev.DeviceStatus("printer", False, str(exc)))
             session.post(ev.PrinterFailed(ref, str(exc)))
             return

@@ -35,6 +35,7 @@ from .identify import IdentifyScreen  # noqa: E402
 from .payment import CardScreen, CashScreen, PaymentScreen, QrScreen  # noqa: E402
 from .product import ProductScreen  # noqa: E402
 from .result import ProcessingScreen, ReceiptScreen, ResultScreen  # noqa: E402
+from .voucher import VoucherScreen  # noqa: E402
 from .widgets import Dialog, KButton, Panel, label  # noqa: E402
 
 KV = Path(__file__).with_name("widgets.kv")
@@ -43,17 +44,18 @@ SCREEN_OF_PHASE = {
     Phase.IDLE: "attract", Phase.IDENTIFY: "identify", Phase.LOOKUP: "identify",
     Phase.CONFIRM_NUMBER: "confirm", Phase.CHOOSE_PRODUCT: "product",
     Phase.CHOOSE_PAYMENT: "payment", Phase.PAY_CASH: "cash", Phase.PAY_QR: "qr",
-    Phase.PAY_CARD: "card", Phase.FULFILLING: "processing", Phase.RESULT: "result",
+    Phase.PAY_CARD: "card", Phase.PAY_VOUCHER: "voucher", Phase.FULFILLING: "processing",
+    Phase.RESULT: "result",
     Phase.RECEIPT: "receipt",
 }
 SCREENS: dict[str, type[KioskScreen]] = {
     "attract": AttractScreen, "identify": IdentifyScreen, "confirm": ConfirmScreen,
     "product": ProductScreen, "payment": PaymentScreen, "cash": CashScreen, "qr": QrScreen,
     "card": CardScreen, "processing": ProcessingScreen, "result": ResultScreen,
-    "receipt": ReceiptScreen,
+    "receipt": ReceiptScreen, "voucher": VoucherScreen,
 }
 STEP_OF_SCREEN = {"identify": 1, "confirm": 1, "product": 2, "payment": 3, "cash": 3,
-                  "qr": 3, "card": 3, "processing": 4, "result": 4, "receipt": 4}
+                  "qr": 3, "card": 3, "voucher": 3, "processing": 4, "result": 4, "receipt": 4}
 STEP_NAMES = (N_("Your number"), N_("Product"), N_("Payment"), N_("Top-up"))
 
 
@@ -186,7 +188,7 @@ class KioskApp(App):
             return
         left = max(0, int(until - time.monotonic() + 0.999))
         body = self.tr("This screen will close in {n} s.").format(n=left)
-        if self.rt.state.phase in (Phase.PAY_CASH,) and self.rt.state.txn.paid:
+        if self.rt.state.phase in (Phase.PAY_CASH, Phase.PAY_VOUCHER) and self.rt.state.txn.paid:
             body += "\n" + self.tr("The money you inserted will be kept for you as a voucher.")
         if self.dialog is None:
             self.dialog = Dialog(self.tr("Need more time?"), body,

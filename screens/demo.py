@@ -182,7 +182,20 @@ class DemoPanel(Panel):
                                     lambda m=m: self._set(backend, "mode", m),
                                     on=backend.mode == m)
                        for m in backend.MODES], cols=3)
-        if hasattr(printer, "paper_state"):
+        paper_sim = getattr(printer, "simulator", None)
+        if paper_sim is not None:
+            self.section("ESC/POS receipt printer")
+            self.grid([small_button(text, f"demo_paper_{state}",
+                                    lambda state=state: self._set(paper_sim, "paper", state),
+                                    on=paper_sim.paper == state)
+                       for state, text in (("ok", "Paper OK"), ("near_end", "Near end"),
+                                           ("out", "Paper out"))]
+                      + [small_button("Cover open" if not paper_sim.cover_open else
+                                      "Close cover", "demo_printer_cover",
+                                      lambda: self._set(paper_sim, "cover_open",
+                                                        not paper_sim.cover_open),
+                                      on=paper_sim.cover_open)], cols=3)
+        elif hasattr(printer, "paper_state"):
             self.section("Receipt printer")
             self.grid([small_button("Paper OK", "demo_paper_ok",
                                     lambda: self._set(printer, "paper_state", "ok"),

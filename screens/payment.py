@@ -29,6 +29,7 @@ class PaymentScreen(KioskScreen):
         ("cash", N_("Banknotes"), N_("Insert notes in the note reader")),
         ("qr", N_("Wallet QR code"), N_("Scan with your mobile wallet app")),
         ("card", N_("Bank card"), N_("Tap or insert your card in the terminal")),
+        ("voucher", N_("Voucher"), N_("A voucher code from an earlier receipt")),
     )
 
     def build(self) -> None:
@@ -56,7 +57,7 @@ class PaymentScreen(KioskScreen):
             tile.add_widget(label(_(name), theme.FS_TITLE, theme.PRIMARY, bold=True))
             tile.add_widget(label(_(hint), theme.FS_BODY, theme.MUTED))
             self.tiles.add_widget(tile)
-        if not s.methods:
+        if not s.can_sell:
             self.tiles.add_widget(label(_("Top-up is temporarily unavailable. Nothing was charged."),
                                         theme.FS_TITLE, theme.DANGER))
         min_note = min(self.ctx.settings.cash_denominations)

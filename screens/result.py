@@ -65,13 +65,18 @@ class ResultScreen(KioskScreen):
         self.root.add_widget(self.headline)
         self.details = label("", theme.FS_BODY)
         self.root.add_widget(self.details)
-        self.voucher_box = Panel(orientation="vertical", padding=dp(16), spacing=dp(6),
-                                 size_hint_y=None, height=dp(170), bg=list(theme.WARN_BG))
+        self.voucher_box = Panel(orientation="horizontal", padding=dp(12), spacing=dp(12),
+                                 size_hint_y=None, height=dp(190), bg=list(theme.WARN_BG))
+        text = BoxLayout(orientation="vertical", spacing=dp(6))
         self.voucher_title = label("", theme.FS_BODY, theme.WARN_TEXT, bold=True)
         self.voucher_code = label("", theme.FS_HUGE * 0.8, theme.WARN_TEXT, bold=True)
         self.voucher_hint = label("", theme.FS_SMALL, theme.WARN_TEXT)
         for w in (self.voucher_title, self.voucher_code, self.voucher_hint):
-            self.voucher_box.add_widget(w)
+            text.add_widget(w)
+        self.voucher_box.add_widget(text)
+        # The voucher as a QR code: the kiosk's scanner reads it back when it is used.
+        self.voucher_qr = QrCode(size_hint_x=None, width=dp(166))
+        self.voucher_box.add_widget(self.voucher_qr)
         self.root.add_widget(self.voucher_box)
         self.take = label("", theme.FS_TITLE, theme.TEXT, bold=True)
         self.root.add_widget(self.take)
@@ -134,12 +139,14 @@ class ResultScreen(KioskScreen):
                 self.voucher_title.text = _("Your voucher for {amount}").format(
                     amount=money(amount))
             self.voucher_code.text = pretty(t.voucher_code)
+            self.voucher_qr.set("" if t.voucher_held else t.voucher_code)
             self.voucher_hint.text = _(
                 "Use it to pay at any of our kiosks. Help: {support}").format(
                 support=self.ctx.settings.support)
         else:
             self.voucher_box.opacity = 0
             self.voucher_title.text = self.voucher_code.text = self.voucher_hint.text = ""
+            self.voucher_qr.set("")
         take = []
         if t.paid:
             if s.receipt_printed is False:

@@ -29,7 +29,7 @@ def test_default_config_loads(tmp_path: Path) -> None:
     assert set(s.devices) == {"sim_reader", "cash", "card", "printer", "backend", "wallet"}
     assert {n: d.driver for n, d in s.devices.items()} == {
         "sim_reader": "simulated", "cash": "id003", "card": "zvt",
-        "printer": "simulated", "backend": "reloadly", "wallet": "http"}
+        "printer": "escpos", "backend": "reloadly", "wallet": "http"}
     assert s.devices["cash"].options["simulator"] is True
     assert s.data_dir == tmp_path
     assert s.journal_path == tmp_path / "journal.sqlite3"

@@ -240,7 +240,7 @@ def test_product_accepted(engine: Engine) -> None:
 def test_payment_method_unavailable(engine: Engine) -> None:
     s = choosing_payment(engine)
     s, _ = engine.step(s, ev.DeviceStatus("cash", False))
-    assert s.methods == ("qr", "card")
+    assert s.methods == ("qr", "card", "voucher")     # a voucher needs no device
     s, effects = engine.step(s, ev.ChoosePayment("cash"))
     assert effects == [] and s.phase is Phase.CHOOSE_PAYMENT
     assert s.notice == "cash.unavailable"
@@ -807,3 +807,79 @@ def test_a_missing_sim_reader_is_recorded_and_typing_still_works(engine: Engine)
     assert not s.device_ok("sim_reader") and s.can_sell
     s, _ = run(engine, s, ev.Start(), ev.NumberEntered("09171234567"))
     assert s.phase is Phase.CONFIRM_NUMBER
+
+
+# ---------------------------------------------------------------- vouchers as payment
+CODE1, CODE2 = "1234567812345670", "4111111111111111"
+
+
+def paying_voucher(engine: Engine, amount: int = 5000) -> State:
+    s = choosing_payment(engine, "luzon-load", amount)
+    s, effects = engine.step(s, ev.ChoosePayment("voucher"))
+    assert s.phase is Phase.PAY_VOUCHER and effects == [ev.AllocateReference()]
+    s, effects = engine.step(s, ev.ReferenceAllocated(REF))
+    assert effects == [] and s.txn.ref == REF
+    return s
+
+
+def test_voucher_worth_the_price_pays_it_alone(engine: Engine) -> None:
+    s = paying_voucher(engine, 5000)
+    s, effects = engine.step(s, ev.VoucherEntered(CODE1))
+    assert effects == [ev.RedeemVoucher(REF, CODE1)] and s.notice == "voucher.checking"
+    s, effects = engine.step(s, ev.VoucherRedeemed(REF, CODE1, 5000))
+    assert effects == [ev.TopUp(REF, LUZON, "luzon", "luzon-load", 5000)]
+    assert s.phase is Phase.FULFILLING and s.txn.vouchers_in == ((CODE1, 5000),)
+
+
+def test_voucher_worth_more_leaves_change_as_a_new_voucher(engine: Engine) -> None:
+    s = paying_voucher(engine, 2000)
+    s, _ = engine.step(s, ev.VoucherEntered(CODE1))
+    s, effects = engine.step(s, ev.VoucherRedeemed(REF, CODE1, 5000))
+    assert kinds(effects) == ["TopUp"]
+    s, effects = engine.step(s, ev.TopUpSucceeded(REF, "OP1"))
+    assert effects == [ev.IssueVoucher(REF, 3000, "change")]
+
+
+def test_two_vouchers_then_the_rest_in_cash(engine: Engine) -> None:
+    s = paying_voucher(engine, 10000)
+    s, _ = engine.step(s, ev.VoucherEntered(CODE1))
+    s, effects = engine.step(s, ev.VoucherRedeemed(REF, CODE1, 2000))
+    assert effects == [] and s.phase is Phase.PAY_VOUCHER and s.txn.remaining == 8000
+    s, effects = engine.step(s, ev.VoucherEntered(CODE1))        # the same one again
+    assert effects == [] and s.notice == "voucher.used"
+    s, _ = engine.step(s, ev.VoucherEntered(CODE2))
+    s, _ = engine.step(s, ev.VoucherRedeemed(REF, CODE2, 3000))
+    s, effects = engine.step(s, ev.ChoosePayment("cash"))
+    assert s.phase is Phase.PAY_CASH and effects == [ev.EnableCash()] and s.txn.ref == REF
+    s, effects = run(engine, s, ev.NoteEscrowed(5000), ev.NoteCredited(5000))
+    assert ev.TopUp(REF, LUZON, "luzon", "luzon-load", 10000) in effects
+    assert s.txn.paid == 10000
+
+
+def test_refused_voucher_says_why_and_takes_nothing(engine: Engine) -> None:
+    s = paying_voucher(engine)
+    s, _ = engine.step(s, ev.VoucherEntered(CODE1))
+    s, effects = engine.step(s, ev.VoucherRefused(REF, CODE1, "used"))
+    assert effects == [] and s.notice == "voucher.used" and s.txn.paid == 0
+    s, effects = engine.step(s, ev.Cancel())
+    assert effects == [ev.CloseTransaction(REF, "cancelled", 0, 0, 0, 0)]
+    assert s.phase is Phase.IDLE
+
+
+def test_cancel_after_a_voucher_gives_a_new_voucher(engine: Engine) -> None:
+    s = paying_voucher(engine, 10000)
+    s, _ = engine.step(s, ev.VoucherEntered(CODE1))
+    s, _ = engine.step(s, ev.VoucherRedeemed(REF, CODE1, 2000))
+    s, effects = engine.step(s, ev.Cancel())
+    assert effects == [ev.IssueVoucher(REF, 2000, "cancelled")]
+    s, effects = engine.step(s, ev.VoucherIssued(REF, "9999999999999995", 2000))
+    [close] = closes(effects)
+    assert (close.outcome, close.paid, close.voucher) == ("cancelled", 2000, 2000)
+
+
+def test_failed_top_up_after_a_voucher_gives_a_voucher(engine: Engine) -> None:
+    s = paying_voucher(engine, 5000)
+    s, _ = engine.step(s, ev.VoucherEntered(CODE1))
+    s, _ = engine.step(s, ev.VoucherRedeemed(REF, CODE1, 5000))
+    s, effects = engine.step(s, ev.TopUpFailed(REF, "backend.rejected"))
+    assert effects == [ev.IssueVoucher(REF, 5000, "backend.rejected")]

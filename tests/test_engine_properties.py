@@ -63,13 +63,18 @@ class Books:
     late: int = 0                  # money the engine declared late (LatePayment)
     orphan: int = 0                # notes the engine declared orphan
     vouchers: dict[str, list[Any]] = field(default_factory=dict)  # code -> [amount, status]
+    redeemed: int = 0              # earlier vouchers used as payment for this reference
 
     @property
     def gross(self) -> int:
-        return self.notes + self.qr + self.card
+        return self.notes + self.qr + self.card + self.redeemed
 
     def voucher_value(self, status: str = "active") -> int:
         return sum(a for a, st in self.vouchers.values() if st == status)
+
+    def issued_value(self) -> int:
+        """Vouchers given for this reference: still valid, or since used as payment."""
+        return self.voucher_value("active") + self.voucher_value("redeemed")
 
 
 @dataclass
@@ -104,6 +109,8 @@ class World:
         # The provider: ref -> "credited" | "failed" | "undecided"; absent = never received.
         self.provider: dict[str, str] = {}
         self.log: list[str] = []
+        # The voucher bank (the journal's vouchers table): code -> [amount, status].
+        self.bank: dict[str, list[Any]] = {}
 
     # ------------------------------------------------------------------ stepping
     def post(self, session: str, e: ev.Record) -> None:
@@ -151,7 +158,18 @@ class World:
                 assert a > 0, eff
                 code = f"V{next(self._codes):015d}"
                 self.books[ref].vouchers[code] = [a, "held" if held else "active"]
+                self.bank[code] = self.books[ref].vouchers[code]     # the same record
                 return [ev.VoucherIssued(ref, code, a, held)]
+            case ev.RedeemVoucher(ref=ref, code=code):
+                v = self.bank.get(code)
+                if v is None:
+                    return [ev.VoucherRefused(ref, code, "unknown")]
+                if v[1] != "active":
+                    return [ev.VoucherRefused(ref, code, "used" if v[1] == "redeemed"
+                                              else v[1])]
+                v[1] = "redeemed"
+                self.books[ref].redeemed += v[0]
+                return [ev.VoucherRedeemed(ref, code, v[0])]
             case ev.SetVoucherStatus(ref=ref, code=code, status=status, amount=a):
                 voucher = self.books[ref].vouchers[code]
                 assert voucher[1] == "held", f"{code} is {voucher[1]}, not held"
@@ -222,7 +240,7 @@ class World:
         b = self.books[c.ref]
         assert c.credited == b.credited, (c, b)
         assert c.refunded == b.reversed, (c, b)
-        assert c.voucher == b.voucher_value("active"), (c, b)
+        assert c.voucher == b.issued_value(), (c, b)
         assert b.voucher_value("held") == 0, f"{c.ref} closed with a held voucher"
         assert c.paid <= b.gross - b.late - b.orphan, (c, b)
         if c.credited:
@@ -253,7 +271,7 @@ class World:
             assert c.credited == b.credited and c.refunded == b.reversed, (c, b)
             assert b.voucher_value("held") == 0, (ref, b)
             # (a LatePayment becomes a voucher in the shell, outside the engine's books)
-            assert b.voucher_value("active") == c.voucher, (c, b)
+            assert b.issued_value() == c.voucher, (c, b)
         assert self.escrow is None
 
 
@@ -285,6 +303,10 @@ class Driver:
                 out.append(("choose product", self.choose_product))
             case Phase.CHOOSE_PAYMENT:
                 out.append(("choose payment", self.choose_payment))
+            case Phase.PAY_VOUCHER:
+                out.append(("enter voucher", self.enter_voucher))
+                if s.txn.paid:
+                    out.append(("rest in cash", post(ev.ChoosePayment("cash"))))
             case Phase.RESULT | Phase.RECEIPT:
                 out.append(("done", post(ev.Done())))
         # ...or pressing anything at any time.
@@ -329,8 +351,13 @@ class Driver:
         self.w.post(MAIN, ev.ChooseProduct(pid, amount))
 
     def choose_payment(self) -> None:
-        method = self.data.draw(st.sampled_from(("cash", "qr", "card")))
+        method = self.data.draw(st.sampled_from(("cash", "qr", "card", "voucher")))
         self.w.post(MAIN, ev.ChoosePayment(method))
+
+    def enter_voucher(self) -> None:
+        """A voucher from an earlier visit (any state: active, used, held...) or a wrong one."""
+        codes = sorted(self.w.bank) + ["V999999999999999"]
+        self.w.post(MAIN, ev.VoucherEntered(self.data.draw(st.sampled_from(codes))))
 
     def press(self) -> None:
         e = self.data.draw(st.sampled_from((ev.Cancel(), ev.Back(), ev.Timeout(), ev.Done(),
@@ -383,7 +410,7 @@ class Driver:
                 v, ref = w.escrow
                 w.escrow = None
                 t = w.sessions[MAIN].txn
-                if t.method == "cash" and t.ref and not t.closed:
+                if t.method in ("cash", "voucher") and t.ref and not t.closed:
                     ref = t.ref          # the same customer is paying cash (again): theirs
                 if ref is not None:
                     w.books[ref].notes += v

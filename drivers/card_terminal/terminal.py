@@ -87,6 +87,8 @@ class _Unknown:
 
 
 class ZvtTerminal(CardTerminal):
+    BUSY_RETRIES = 20                # a busy terminal (84 9C) is asked again ...
+    BUSY_WAIT_S = 0.5                # ... this often
     def __init__(self, port: str = "", password: str = "000000", currency: str = "PHP",
                  simulator: bool = False, t1_s: float = 0.5, t3_s: float = 5.0,
                  t4_s: float = 180.0, print_on_ecr: bool = True) -> None:
@@ -518,6 +520,11 @@ class ZvtTerminal(CardTerminal):
     def _register(self) -> None:
         cmd = zvt.registration(self.password, self.config, self.currency_code)
         run = self._command(cmd)
+        for _ in range(self.BUSY_RETRIES):           # busy (84 9C): finishing something
+            if not (run.accepted is False and run.refused == zvt.RESULT_PLEASE_WAIT):
+                break
+            time.sleep(self.BUSY_WAIT_S)
+            run = self._command(cmd)
         if run.lost is not None:
             raise run.lost
         if run.accepted is False:
@@ -608,11 +615,24 @@ class ZvtTerminal(CardTerminal):
             return CardResult(False, amount, reason="offline", text="not registered"), None
         log.info("reversing %s (receipt %s): %d", ref, receipt, amount)
         run = self._command(zvt.reversal(self.password, receipt))
+        # 84 9C "please wait": the terminal is busy (e.g. still waiting to auto-reverse a
+        # result nobody confirmed). A refusal only when it is not busy any more.
+        for _ in range(self.BUSY_RETRIES):
+            if not (run.accepted is False and run.refused == zvt.RESULT_PLEASE_WAIT):
+                break
+            time.sleep(self.BUSY_WAIT_S)
+            run = self._command(zvt.reversal(self.password, receipt))
         s = run.status
         common = {"amount": amount, "lines": tuple(run.lines),
                   "text": run.texts[-1] if run.texts else "", "terminal_id": self.terminal_id}
         if run.accepted is False:
             result = CardResult(False, reason="declined", result_code=run.refused, **common)
+        elif run.abort_code == zvt.RESULT_ALREADY_REVERSED:
+            # Reversed before (by us, or by the terminal itself when the kiosk died before
+            # confirming the approval): the money is back on the card either way.
+            result = CardResult(True, result_code=run.abort_code,
+                                **{**common, "text": "already reversed"})
+            self._reversed[ref] = result
         elif run.abort_code is not None:
             result = CardResult(False, reason="declined", result_code=run.abort_code, **common)
         elif run.completion is not None and s is not None and s.approved:

@@ -47,6 +47,8 @@ Modes (for the next POST /topups, until changed):
     recently_recharged    HTTP 400 errorCode PHONE_RECENTLY_RECHARGED, no credit
     error                 HTTP 400 with `error_code`, no credit
     garbage               credit, then a 200 with a body that is not JSON
+    lost                  no credit, the connection is closed without an answer (the request
+                          never reached the operator: the look-up finds nothing)
 
 Ledger: `credits[customIdentifier]` sums what was credited, `attempts[customIdentifier]`
 counts POST /topups, `credit_count[customIdentifier]` counts credits. By default
@@ -74,7 +76,7 @@ from .simulated import DEMO_SIMS
 _ROOT = Path(__file__).resolve().parents[2]
 
 MODES = ("succeed", "slow", "5xx", "timeout_after_commit", "processing", "fail", "refunded",
-         "insufficient_balance", "recently_recharged", "error", "garbage")
+         "insufficient_balance", "recently_recharged", "error", "garbage", "lost")
 _ERROR_MODES = {"insufficient_balance": "INSUFFICIENT_BALANCE",
                 "recently_recharged": "PHONE_RECENTLY_RECHARGED"}
 
@@ -293,6 +295,8 @@ class ReloadlySimulator:
             if op is not None and not _sells(self.operator(op["operatorId"]) or op, minor,
                                              self.minor_units):
                 mode = "error_invalid_amount"
+            if mode == "lost":
+                return "drop", 0, None, 0
             if mode in _ERROR_MODES or mode in ("error", "error_invalid_amount"):
                 if mode == "error_invalid_amount":
                     mode = "error"

@@ -142,7 +142,6 @@ async def kiosk_session(pcscd_rig: Any) -> Any:
     from screens.app import KioskApp
 
     rt = Runtime(settings)
-    rt.devices["printer"].delay_s = FAST
     rt.devices["card"].simulator.step_s = FAST    # the ZVT terminal's pace between messages
     await rt.start()
     deadline = time.monotonic() + 10              # the ID-003 acceptor resets at start
@@ -172,7 +171,8 @@ async def kiosk(kiosk_session: Kiosk) -> Any:
     aggregator.subscriber_delay_s = aggregator.topup_delay_s = 0.0
     d["card"].simulator.next_outcome = "approve"
     d["card"].simulator.reversal_works = True
-    d["printer"].paper_state = "ok"
+    d["printer"].simulator.paper = "ok"         # the ESC/POS printer behind its pty
+    d["printer"].simulator.cover_open = False
     d["sim_reader"].virtual.remove()
     if k.app.demo is not None:
         k.app.demo.refresh()                  # its toggles show the devices' real moods

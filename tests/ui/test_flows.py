@@ -37,8 +37,8 @@ async def to_products(k, number: str = NUMBER, shots: str = "") -> None:
 
 async def test_cash_topup_with_change_voucher(kiosk):
     k = kiosk
-    acceptor, printer = k.rt.devices["cash"].simulator, k.rt.devices["printer"]
-    stacked_before, printed_before = sum(acceptor.record.stacked), len(printer.printed)
+    acceptor, printer = k.rt.devices["cash"].simulator, k.rt.devices["printer"].simulator
+    stacked_before, printed_before = sum(acceptor.record.stacked), len(printer.receipts)
     await k.shot("cash-01-attract")
     await to_products(k, shots="cash")
     await k.shot("cash-04-products")
@@ -77,10 +77,12 @@ async def test_cash_topup_with_change_voucher(kiosk):
         "closed", "success", 6000, 5000, 1000)
     assert sum(acceptor.record.stacked) - stacked_before == row.paid
     assert k.rt.devices["backend"].simulator.credits[ref] == 5000
-    lines, qr = printer.printed[-1]
-    assert len(printer.printed) == printed_before + 1
-    text = "\n".join(lines)
+    # What the ESC/POS printer put on paper (its simulator parsed the bytes).
+    await k.wait_for(lambda: len(printer.receipts) == printed_before + 1, "the receipt")
+    paper = printer.receipts[-1]
+    text = "\n".join(paper.lines)
     assert ref in text and "0917***4567" in text and NUMBER not in text
+    assert paper.cut and paper.qr == [k.rt.state.txn.voucher_code]   # the change voucher
 
     await k.tap("show_receipt")
     await k.wait_phase("receipt")
@@ -327,7 +329,7 @@ async def test_card_payment_declined_then_reversed_on_failure(kiosk):
 
 async def test_any_amount_typed_on_the_keypad_and_paper_out(kiosk):
     k = kiosk
-    printer = k.rt.devices["printer"]
+    printer = k.rt.devices["printer"].simulator
     await to_products(k)
     await k.tap("product_luzon-load-any")
     await k.wait_for(lambda: k.widget("amount_ok"), "the amount keypad")
@@ -355,7 +357,7 @@ async def test_any_amount_typed_on_the_keypad_and_paper_out(kiosk):
     assert ref in k.texts() and "take a photo" in k.texts()
     await k.shot("range-03-receipt-on-screen")
     assert k.rt.journal.transaction(ref).outcome == "success"
-    assert not any(ref in "\n".join(lines) for lines, _ in printer.printed)
+    assert not any(ref in "\n".join(r.lines) for r in printer.receipts)
 
 
 async def test_a_question_left_open_does_not_outlive_its_screen(kiosk):

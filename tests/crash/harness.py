@@ -1,0 +1,234 @@
+"""The crash harness: the kiosk as a separate process (`kiosk run --headless`), its devices
+and services outside it, where a power cut cannot reach them: an ID-003 acceptor and a ZVT
+terminal on ptys, the HTTP aggregator and the wallet gateway on 127.0.0.1. A scripted
+customer drives the kiosk; this process plays the customer's hands (notes into the
+acceptor, the phone paying the QR code). The kiosk is killed with SIGKILL after its N-th
+journal write, restarted to recover, and the devices' own ledgers are checked against the
+journal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drivers.bill.id003 import Status
+from drivers.bill.simulator import Id003Simulator, default_codes
+from drivers.card_terminal.simulator import ZvtSimulator
+from kiosk.backend.http_sim import ReloadlySimulator
+from kiosk.payments.gateway_sim import WalletGatewaySimulator
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTES = (2000, 5000, 10000, 20000, 50000, 100000)
+
+# What the aggregator does with the top-up, per outcome of a path.
+BACKEND_MODE = {"success": "succeed", "failure": "fail",
+                "unknown_success": "timeout_after_commit", "unknown_failure": "lost"}
+
+
+@dataclass
+class Path_:
+    method: str            # cash | qr | card
+    outcome: str           # success | failure | unknown_success | unknown_failure
+    amount: int = 5000
+    notes: tuple[int, ...] = (2000, 2000, 2000)    # cash: 6000 for 5000, change 1000
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}-{self.outcome}"
+
+    @property
+    def customer(self) -> str:
+        return f"{self.method}:luzon-load:{self.amount}"
+
+
+@dataclass
+class Result:
+    returncode: int
+    summary: dict[str, Any] = field(default_factory=dict)
+    output: str = ""
+
+
+class Rig:
+    """The world outside the kiosk, and the kiosk's configuration pointing at it."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.dir = workdir
+        self.acceptor = Id003Simulator(default_codes(NOTES)).start()
+        self.terminal = ZvtSimulator().start()
+        self.terminal.step_s = 0.02
+        self.terminal.t3_s = 1.0
+        self.aggregator = ReloadlySimulator().start()
+        self.gateway = WalletGatewaySimulator().start()
+        self._hands_stop = threading.Event()
+        self._hands: threading.Thread | None = None
+        self.notes_to_give: list[int] = []
+        self.config = self._write_config()
+
+    def close(self) -> None:
+        self.stop_hands()
+        for sim in (self.acceptor, self.terminal, self.aggregator, self.gateway):
+            sim.stop()
+
+    def _write_config(self) -> Path:
+        for name in ("kiosk.toml", "catalog.toml"):
+            shutil.copy(ROOT / "config" / name, self.dir / name)
+        ids = "\n".join(f"{op} = {json.dumps(v)}"
+                        for op, v in self.aggregator.operator_ids.items())
+        text = f'''base = "kiosk.toml"
+[kiosk]
+demo = false
+data_dir = "var"
+[backend]
+driver = "reloadly"
+simulator = false
+base_url = "{self.aggregator.url}"
+auth_url = "{self.aggregator.url}/oauth/token"
+client_id = "kiosk"
+client_secret = "secret"
+verify = false
+timeout_s = 3
+query_interval_s = 0.1
+max_unknown_queries = 3
+[backend.operator_ids]
+{ids}
+[wallet]
+driver = "http"
+simulator = false
+base_url = "{self.gateway.url}"
+api_key = "kiosk-demo-key"
+verify = false
+timeout_s = 2.0
+[cash]
+driver = "id003"
+simulator = false
+port = "{self.acceptor.link}"
+poll_ms = 60
+[card]
+driver = "zvt"
+simulator = false
+port = "{self.terminal.link}"
+t1_s = 0.3
+t3_s = 1.0
+t4_s = 6.0
+'''
+        path = self.dir / "crash.toml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    @property
+    def journal_path(self) -> Path:
+        return self.dir / "var" / "journal.sqlite3"
+
+    # ---- the customer's hands
+    def start_hands(self, p: Path_) -> None:
+        self.notes_to_give = list(p.notes) if p.method == "cash" else []
+        self._hands_stop.clear()
+        self._hands = threading.Thread(target=self._hands_loop, args=(p.method,), daemon=True)
+        self._hands.start()
+
+    def stop_hands(self) -> None:
+        self._hands_stop.set()
+        if self._hands is not None:
+            self._hands.join(5)
+            self._hands = None
+
+    def _hands_loop(self, method: str) -> None:
+        while not self._hands_stop.wait(0.03):
+            if method == "cash" and self.notes_to_give:
+                if self.acceptor.status() is Status.IDLING:
+                    if self.acceptor.insert(self.notes_to_give[0]):
+                        self.notes_to_give.pop(0)
+                        self._hands_stop.wait(0.15)
+            elif method == "qr":
+                for ref in self.gateway.pending_refs():
+                    self.gateway.pay(ref)
+
+    # ---- the kiosk process
+    def run(self, customer: str | None = None, crash_after: int = 0,
+            timeout: float = 60.0) -> Result:
+        cmd = [sys.executable, "-m", "kiosk.cli", "--config", str(self.config), "run",
+               "--headless", "--exit-when-settled"]
+        if customer:
+            cmd += ["--customer", customer]
+        if crash_after:
+            cmd += ["--crash-after-writes", str(crash_after)]
+        env = {**os.environ, "KIOSK_LOG_LEVEL": "WARNING"}
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=timeout)
+        summary: dict[str, Any] = {}
+        for line in reversed(p.stdout.splitlines()):
+            if line.startswith("{"):
+                summary = json.loads(line)
+                break
+        return Result(p.returncode, summary, p.stdout[-3000:] + p.stderr[-3000:])
+
+    # ---- the books
+    def journal(self) -> dict[str, Any]:
+        db = sqlite3.connect(self.journal_path)
+        db.row_factory = sqlite3.Row
+        try:
+            txns = [dict(r) for r in db.execute("SELECT * FROM transactions")]
+            events = [(r["ref"], r["kind"], json.loads(r["data"]))
+                      for r in db.execute("SELECT ref, kind, data FROM events ORDER BY seq")]
+            vouchers = [dict(r) for r in db.execute("SELECT * FROM vouchers")]
+        finally:
+            db.close()
+        return {"transactions": txns, "events": events, "vouchers": vouchers}
+
+    def violations(self) -> list[str]:
+        """Every way the journal and the world disagree (empty: nothing lost or doubled)."""
+        j = self.journal()
+        out: list[str] = []
+        open_ = [t["ref"] for t in j["transactions"] if t["status"] != "closed"]
+        if open_:
+            out.append(f"still open after recovery: {open_}")
+        for t in j["transactions"]:
+            if t["status"] == "closed" and t["paid"] != t["credited"] + t["voucher"] + t["refunded"]:
+                out.append(f"{t['ref']}: paid {t['paid']} != credited {t['credited']} + "
+                           f"voucher {t['voucher']} + refunded {t['refunded']}")
+        # Cash: every note in the cash box is journaled as money (credited to a
+        # transaction, or kept as an orphan / power-up note for reconciliation).
+        stacked = sum(self.acceptor.record.stacked)
+        credited = sum(d["value"] for _r, k, d in j["events"] if k == "NoteCredited")
+        in_doubt = sum(d.get("in_doubt", 0) for _r, k, d in j["events"] if k == "CashFault")
+        power_up = sum(d.get("value", 0) for _r, k, d in j["events"] if k == "NoteAtPowerUp")
+        if stacked != credited + in_doubt + power_up:
+            out.append(f"cash box holds {stacked}, journal counts {credited} credited + "
+                       f"{in_doubt} in doubt + {power_up} at power-up")
+        # The aggregator: never a reference credited twice; credits match the journal.
+        for ref, n in self.aggregator.credit_count.items():
+            if n > 1:
+                out.append(f"{ref} credited {n} times")
+        closed = {t["ref"]: t for t in j["transactions"]}
+        for ref, amount in self.aggregator.credits.items():
+            t = closed.get(ref)
+            if t is None or t["credited"] != amount:
+                out.append(f"{ref}: aggregator credited {amount}, journal "
+                           f"{t and t['credited']}")
+        for ref, t in closed.items():
+            if t["credited"] and self.aggregator.credits.get(ref) != t["credited"]:
+                out.append(f"{ref}: journal says credited {t['credited']}, the aggregator "
+                           f"{self.aggregator.credits.get(ref)}")
+        # The card terminal: what stays charged equals what the journal kept.
+        ledger = self.terminal.ledger
+        charged = sum(ledger.authorised.values()) - sum(ledger.reversed.values())
+        kept = sum(t["paid"] - t["refunded"] for t in j["transactions"] if t["method"] == "card")
+        if charged != kept:
+            out.append(f"card: terminal keeps {charged}, journal {kept}")
+        # The wallet: what customers paid equals what the journal took or kept as voucher.
+        paid = sum(self.gateway.ledger.values())
+        taken = sum(t["paid"] for t in j["transactions"] if t["method"] == "qr")
+        late = sum(d["amount"] for _r, k, d in j["events"] if k == "LatePayment")
+        if paid != taken + late:
+            out.append(f"wallet: customers paid {paid}, journal {taken} + {late} late")
+        return out
