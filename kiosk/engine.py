@@ -256,6 +256,14 @@ class Engine:
                 effects.append(ev.QueryBalance(t.ref, t.msisdn, t.operator))
         return s, effects
 
+    def _range_takes(self, t: Txn, total: int) -> bool:
+        """A RANGE product (any amount) can top up `total` instead of the chosen amount."""
+        try:
+            p = self.catalog.product(t.product_id)
+        except KeyError:
+            return False
+        return p.is_range and t.method == "cash" and p.accepts(total)
+
     def _has_balance_inquiry(self, operator: str) -> bool:
         try:
             return self.catalog.operator(operator).has_balance_inquiry
@@ -399,7 +407,8 @@ class Engine:
             case ev.NoteEscrowed(value=v):
                 if t.ref is None or t.cancel_requested:
                     return s, [ev.ReturnNote(v, "not_paying")]
-                if v - t.remaining > max(self.policy.max_overpay, self.policy.min_note - 1):
+                if (v - t.remaining > max(self.policy.max_overpay, self.policy.min_note - 1)
+                        and not self._range_takes(t, t.paid + v)):
                     return replace(s, notice="note.too_large"), [ev.ReturnNote(v, "too_large")]
                 return replace(s, escrow=v, notice=""), [ev.StackNote(v)]
             case ev.NoteCredited(value=v):
@@ -409,6 +418,9 @@ class Engine:
                     s, effects = self._to_voucher(s, "cancelled")
                     return s, [ev.DisableCash(), *effects]
                 if t.paid >= t.amount:
+                    if t.paid > t.amount and self._range_takes(t, t.paid):
+                        # Any amount: the whole of what was paid is topped up, no change.
+                        s = replace(s, txn=replace(t, amount=t.paid))
                     s, effects = self._fulfil(s)
                     return s, [ev.DisableCash(), *effects]
                 return s, []

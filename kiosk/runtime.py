@@ -579,7 +579,7 @@ class Runtime:
             return
         session.post(ev.QrOrderCreated(ref, order.payload, order.expires_at))
         while session.state.txn.ref == ref and session.state.phase is Phase.PAY_QR:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(self.QR_POLL_S)
             try:
                 st = await self.wallet.status(ref)
             except Exception as exc:    # noqa: BLE001 - keep polling until expiry
@@ -599,6 +599,7 @@ class Runtime:
     # started can still land: the order is watched this long, then given up.
     LATE_WATCH_S = 600.0
     LATE_POLL_S = 2.0                # first wait between looks; grows to 30 s
+    QR_POLL_S = 1.0                  # an open QR order's status is asked this often
 
     async def _qr_close(self, session: Session, ref: str) -> None:
         try:

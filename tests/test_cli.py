@@ -255,3 +255,59 @@ def test_diag_card_through_the_command(tmp_path: Path) -> None:
                            "--amount", "100"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert gone.returncode == 4
+
+
+def _journal_with_sales(tmp_path: Path) -> tuple[str, str]:
+    """A journal as the runtime writes it: one cash top-up (three notes) and an open QR
+    sale found unfinished at a restart."""
+    from kiosk import events as ev
+    from kiosk.engine import Txn
+    from kiosk.journal import Journal
+    j = Journal(tmp_path / "journal.sqlite3")
+    ref = j.open_transaction(Txn(msisdn="09171234567", operator="luzon",
+                                 product_id="luzon-load", amount=5000, method="cash"))
+    for v in (2000, 2000, 2000):
+        j.append(ref, ev.NoteCredited(v))
+    j.append(ref, ev.TopUp(ref, "09171234567", "luzon", "luzon-load", 5000))
+    j.append(ref, ev.TopUpSucceeded(ref, "OP1"))
+    j.append(ref, ev.VoucherIssued(ref, "1234567812345670", 1000))
+    j.append(ref, ev.CloseTransaction(ref, "success", 6000, 5000, 1000, 0))
+    open_ref = j.open_transaction(Txn(msisdn="09171234567", operator="luzon",
+                                      product_id="luzon-load", amount=2000, method="qr"))
+    j.append(open_ref, ev.RecoveryStarted(open_ref, "pay_qr", 0))
+    j.close()
+    return ref, open_ref
+
+
+def test_reports_cashbox_and_unresolved(tmp_path: Path) -> None:
+    ref, open_ref = _journal_with_sales(tmp_path)
+    d = ["--data-dir", str(tmp_path)]
+    x = run("report", "x", *d)
+    assert x.returncode == 0, x.stderr
+    assert "X REPORT" in x.stdout and "PHP 60.00" in x.stdout
+    xj = json.loads(run("report", "x", "--json", *d).stdout)
+    assert xj["kind"] == "X" and xj["discrepancies"] == []
+    assert run("report", "z", *d).returncode == 64                  # --by is required
+    z = json.loads(run("report", "z", "--by", "tech1", "--json", *d).stdout)
+    assert (z["kind"], z["number"], z["closed_by"]) == ("Z", 1, "tech1")
+    after = json.loads(run("report", "x", "--json", *d).stdout)
+    assert after["number"] == 2 and after["cash"]["total"] == 0       # counters start again
+    hist = run("report", "history", *d)
+    assert hist.returncode == 0 and "tech1" in hist.stdout
+    assert json.loads(run("report", "show", "1", "--json", *d).stdout)["number"] == 1
+    assert run("report", "show", "9", *d).returncode == 1
+    # The cash box still holds the notes (a Z does not empty it); removal is journaled.
+    box = run("cashbox", *d)
+    assert box.returncode == 0 and "PHP 60.00 in 3 notes" in box.stdout
+    assert run("cashbox", "remove", *d).returncode == 64               # who?
+    rm = run("cashbox", "remove", "--by", "tech1", "--counted", "60.00", *d)
+    assert rm.returncode == 0 and "difference PHP 0.00" in rm.stdout
+    assert "REMOVED" in run("cashbox", *d).stdout
+    assert run("cashbox", "insert", "--by", "tech1", *d).returncode == 0
+    assert "PHP 0.00 in 0 notes" in run("cashbox", *d).stdout
+    # Open and recovered transactions, for the technician.
+    un = run("journal", "list", "--unresolved", *d)
+    assert un.returncode == 0 and open_ref in un.stdout and ref not in un.stdout
+    assert "found pay_qr" in un.stdout and "still open" in un.stdout
+    rows = json.loads(run("journal", "list", "--unresolved", "--json", *d).stdout)
+    assert [r["ref"] for r in rows] == [open_ref]

@@ -883,3 +883,27 @@ def test_failed_top_up_after_a_voucher_gives_a_voucher(engine: Engine) -> None:
     s, _ = engine.step(s, ev.VoucherRedeemed(REF, CODE1, 5000))
     s, effects = engine.step(s, ev.TopUpFailed(REF, "backend.rejected"))
     assert effects == [ev.IssueVoucher(REF, 5000, "backend.rejected")]
+
+
+def test_any_amount_product_tops_up_all_the_cash_paid(engine: Engine) -> None:
+    """RANGE products top up the whole amount paid instead of giving change."""
+    s = choosing_payment(engine, "luzon-load-any", 7000)
+    s, _ = run(engine, s, ev.ChoosePayment("cash"), ev.ReferenceAllocated(REF))
+    s, effects = run(engine, s, ev.NoteEscrowed(5000), ev.NoteCredited(5000))
+    s, effects = engine.step(s, ev.NoteEscrowed(5000))      # 10000 for 7000: taken whole
+    assert effects == [ev.StackNote(5000)]
+    s, effects = engine.step(s, ev.NoteCredited(5000))
+    assert ev.TopUp(REF, LUZON, "luzon", "luzon-load-any", 10000) in effects
+    assert s.txn.amount == 10000 and s.txn.paid == 10000
+    s, effects = engine.step(s, ev.TopUpSucceeded(REF, "OP1"))
+    [close] = closes(effects)
+    assert (close.paid, close.credited, close.voucher) == (10000, 10000, 0)
+
+
+def test_any_amount_beyond_the_maximum_still_returns_the_note(engine: Engine) -> None:
+    s = choosing_payment(engine, "luzon-load-any", 99000)
+    s, _ = run(engine, s, ev.ChoosePayment("cash"), ev.ReferenceAllocated(REF),
+               ev.NoteEscrowed(50000), ev.NoteCredited(50000), ev.NoteEscrowed(20000),
+               ev.NoteCredited(20000), ev.NoteEscrowed(20000), ev.NoteCredited(20000))
+    s, effects = engine.step(s, ev.NoteEscrowed(100000))     # 190000 > the 1000.00 maximum
+    assert effects == [ev.ReturnNote(100000, "too_large")]

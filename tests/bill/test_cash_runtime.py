@@ -34,11 +34,11 @@ async def rt(tmp_path):
     await runtime.stop()
 
 
-async def pay_cash(rt: Runtime, amount: int) -> str:
+async def pay_cash(rt: Runtime, amount: int, product: str = "luzon-load-any") -> str:
     for e in (ev.Start(), ev.NumberEntered("09171234567"), ev.ConfirmNumber(True)):
         rt.post(e)
     await until(lambda: rt.state.offered is not None, "the number checked")
-    for e in (ev.ChooseProduct("luzon-load-any", amount), ev.ChoosePayment("cash")):
+    for e in (ev.ChooseProduct(product, amount), ev.ChoosePayment("cash")):
         rt.post(e)
     return await until(lambda: rt.state.txn.ref, "a reference")
 
@@ -65,7 +65,7 @@ async def test_cash_topup_journal_matches_the_device(rt):
 
 async def test_a_note_above_what_is_due_is_returned_at_escrow(rt):
     sim = rt.devices["cash"].simulator
-    ref = await pay_cash(rt, 2000)
+    ref = await pay_cash(rt, 2000, "luzon-load")      # a FIXED amount (any-amount tops up all)
     await insert(rt, 100000)
     await until(lambda: sim.record.returned == [100000], "the note given back")
     assert rt.state.txn.paid == 0 and rt.state.notice == "note.too_large"

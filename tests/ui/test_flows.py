@@ -447,3 +447,51 @@ async def test_a_jammed_note_reader_gives_a_voucher_and_hides_cash(kiosk):
     await k.tap("product_luzon-load_2000")
     assert k.widget("pay_cash") is not None
     assert sum(sim.record.stacked) >= 2000
+
+
+async def test_pay_with_two_vouchers_typed_and_scanned(kiosk):
+    from kivy.core.window import Window
+
+    from kiosk import events as ev
+    from kiosk import vouchers
+    k = kiosk
+    typed, scanned = vouchers.new_code(), vouchers.new_code()
+    for code, amount in ((typed, 2000), (scanned, 3000)):   # from earlier failed top-ups
+        k.rt.journal.append("K0001-999990", ev.VoucherIssued("K0001-999990", code, amount,
+                                                             expires="2099-12-31"))
+    await to_products(k)
+    await k.tap("product_luzon-load_5000")
+    await k.tap("pay_voucher")
+    await k.wait_phase("pay_voucher")
+    await k.wait_for(lambda: k.rt.state.txn.ref, "a reference")
+    ref = k.rt.state.txn.ref
+    await k.type_digits(typed)                      # typed on the screen's keypad
+    assert " ".join(typed[i:i + 4] for i in range(0, 16, 4)) in k.texts()
+    await k.shot("voucher-01-typed")
+    await k.tap("voucher_ok")
+    await k.wait_for(lambda: k.rt.state.txn.paid == 2000, "the first voucher counted")
+    assert "₱30.00" in k.texts()                     # still to pay
+    # The second one is held to the scanner: a keyboard to the kiosk (digits, then Enter).
+    Window.dispatch("on_textinput", scanned)
+    await k.frames(1)
+    Window.dispatch("on_key_down", 13, 0, "", [])
+    await k.wait_phase("result")
+    await k.shot("voucher-02-result")
+    row = k.rt.journal.transaction(ref)
+    assert (row.method, row.paid, row.credited, row.outcome) == ("voucher", 5000, 5000,
+                                                                 "success")
+    assert k.rt.devices["backend"].simulator.credits[ref] == 5000
+    assert [k.rt.journal.voucher(c)["status"] for c in (typed, scanned)] == ["redeemed"] * 2
+    await k.tap("finish")
+    # The same voucher a second time: refused, clearly, nothing taken.
+    await to_products(k)
+    await k.tap("product_luzon-load_2000")
+    await k.tap("pay_voucher")
+    await k.wait_for(lambda: k.rt.state.txn.ref, "a reference")
+    await k.type_digits(typed)
+    await k.tap("voucher_ok")
+    await k.wait_for(lambda: k.rt.state.notice == "voucher.used", "the refusal")
+    assert "already been used" in k.texts() and k.rt.state.txn.paid == 0
+    await k.shot("voucher-03-used")
+    await k.tap("cancel")
+    await k.wait_phase("idle")
