@@ -275,6 +275,7 @@ class CardDeclined(Record):
     money = True
     ref: str
     reason: str
+    result_code: int | None = None   # the terminal's result code, when it gave one
 
 
 @dataclass(frozen=True)

@@ -718,7 +718,7 @@ class Runtime:
             if r.lines:
                 session.post(ev.CardReceipt(ref, tuple(r.lines)))
         else:
-            session.post(ev.CardDeclined(ref, r.reason or "declined"))
+            session.post(ev.CardDeclined(ref, r.reason or "declined", r.result_code))
 
     async def _card_reverse(self, session: Session, ref: str, amount: int,
                             receipt_no: str) -> None:

@@ -42,3 +42,14 @@ class EventQueue:
         while not self.q.empty():
             out.append(self.q.get_nowait())
         return out
+
+
+async def until(cond: Any, what: str, timeout: float = 8.0) -> None:
+    """Wait on the running loop until `cond()` is true; fail the test after `timeout` s."""
+    import pytest
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.005)

@@ -25,6 +25,7 @@ from kiosk.config import DeviceSettings
 from kiosk.engine import Phase
 from kiosk.payments.simulated import SimulatedWallet
 from kiosk.runtime import Runtime
+from tests.events import until
 
 LUZON, LUZON_INTL = "09171234567", "639171234567"
 ISLA_INTL = "639181234321"
@@ -157,15 +158,6 @@ async def test_balance_before_and_after_a_top_up(sim, backend) -> None:
 
 
 # ---------------------------------------------------------------- as the customer meets it
-async def until(cond: Callable[[], Any], what: str, timeout: float = 8.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
 @pytest.fixture
 async def rt(sim: ReloadlySimulator, tmp_path: Path) -> AsyncIterator[Runtime]:
     s = config.load(data_dir=tmp_path)

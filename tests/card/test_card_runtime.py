@@ -21,17 +21,9 @@ from kiosk.backend.simulated import SimulatedBackend
 from kiosk.engine import Phase
 from kiosk.payments.simulated import SimulatedWallet
 from kiosk.runtime import Runtime
+from tests.events import until
 
 LUZON = "09171234567"
-
-
-async def until(cond: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def make_runtime(tmp_path: Path, **card: Any) -> Runtime:

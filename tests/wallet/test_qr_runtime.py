@@ -21,15 +21,7 @@ from kiosk.engine import Phase
 from kiosk.payments import emvco
 from kiosk.payments.gateway import HttpWallet
 from kiosk.runtime import Runtime
-
-
-async def until(cond: Callable[[], Any], what: str, timeout: float = 8.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.01)
+from tests.events import until
 
 
 @pytest.fixture
