@@ -64,12 +64,13 @@ import json
 import secrets
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from kiosk.catalog import Catalog
+from kiosk.httpsim import JsonHandler
 
 from .simulated import DEMO_SIMS
 
@@ -408,31 +409,8 @@ def _now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     simulator: ReloadlySimulator
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:   # noqa: A002 - quiet
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        with self.simulator.lock:
-            self.simulator._connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.simulator.lock:
-            self.simulator._connections.discard(self.connection)
-        try:
-            super().finish()
-        except OSError:
-            pass
-
-    def handle(self) -> None:
-        try:
-            super().handle()
-        except OSError:             # the client gave up (timeout) or stop() closed it
-            self.close_connection = True
 
     def _body(self) -> Any:
         n = int(self.headers.get("Content-Length") or 0)
@@ -441,23 +419,6 @@ class _Handler(BaseHTTPRequestHandler):
             return json.loads(raw) if raw else None
         except ValueError:
             return None
-
-    def _send(self, code: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _drop(self) -> None:
-        """Close the connection without a word (the reply is lost)."""
-        self.close_connection = True
-        try:
-            self.wfile.flush()
-            self.connection.shutdown(2)
-        except OSError:
-            pass
 
     def _route(self, method: str) -> None:
         sim = self.simulator
@@ -494,12 +455,7 @@ class _Handler(BaseHTTPRequestHandler):
             if what == "drop":
                 return self._drop()
             if what == "garbage":
-                data = b"<html><body>Bad Gateway</body></html>"
-                self.send_response(code)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self._raw(code, "text/html", b"<html><body>Bad Gateway</body></html>")
                 return None
             return self._send(code, answer)
         if method == "GET" and path == "/topups/reports/transactions":

@@ -81,10 +81,11 @@ import re
 import threading
 import time
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from kiosk.httpsim import JsonHandler
 from kiosk.money import CURRENCIES, Money
 
 from .emvco import merchant_payload
@@ -319,31 +320,8 @@ class WalletGatewaySimulator:
             return 200, order.public()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     simulator: WalletGatewaySimulator
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:   # noqa: A002 - quiet
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        with self.simulator.lock:
-            self.simulator._connections.add(self.connection)
-
-    def finish(self) -> None:
-        with self.simulator.lock:
-            self.simulator._connections.discard(self.connection)
-        try:
-            super().finish()
-        except OSError:
-            pass
-
-    def handle(self) -> None:
-        try:
-            super().handle()
-        except OSError:             # the client gave up (timeout) or stop() closed it
-            self.close_connection = True
 
     def _body(self) -> tuple[bool, Any]:
         """(parsed, value): the request body as JSON; (True, None) when there is none."""
@@ -356,30 +334,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             return False, None
 
-    def _send(self, code: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def _garbage(self) -> None:
-        data = b"<html><body>502 Bad Gateway</body></html>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _drop(self) -> None:
-        """Close the connection without a word (the reply is lost)."""
-        self.close_connection = True
-        try:
-            self.wfile.flush()
-            self.connection.shutdown(2)
-        except OSError:
-            pass
+        self._raw(200, "text/html", b"<html><body>502 Bad Gateway</body></html>")
 
     def _route(self, method: str) -> None:
         sim = self.simulator
