@@ -55,3 +55,37 @@ class JsonHandler(BaseHTTPRequestHandler):
             self.connection.shutdown(2)
         except OSError:
             pass
+
+
+def serve(sim: Any, handler: type[JsonHandler], name: str) -> None:
+    """Start `sim` listening on (sim.host, sim.port) with its own handler subclass bound
+    to it; port 0 picks a free port (written back to sim.port)."""
+    from http.server import ThreadingHTTPServer
+    import threading
+
+    bound = type("Handler", (handler,), {"simulator": sim})
+    sim._server = ThreadingHTTPServer((sim.host, sim.port), bound)
+    sim._server.daemon_threads = True
+    sim._server.block_on_close = False
+    sim.port = sim._server.server_address[1]
+    sim._thread = threading.Thread(target=sim._server.serve_forever,
+                                   kwargs={"poll_interval": 0.05}, name=name, daemon=True)
+    sim._thread.start()
+
+
+def shut(sim: Any) -> None:
+    """Stop serving and close every open (keep-alive) connection at once."""
+    if sim._server is not None:
+        sim._server.shutdown()
+        sim._server.server_close()
+        sim._server = None
+    with sim.lock:
+        conns, sim._connections = list(sim._connections), set()
+    for c in conns:
+        try:
+            c.shutdown(2)
+        except OSError:
+            pass
+    if sim._thread is not None:
+        sim._thread.join(2)
+        sim._thread = None

@@ -70,7 +70,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from kiosk.catalog import Catalog
-from kiosk.httpsim import JsonHandler
+from kiosk.httpsim import JsonHandler, serve, shut
 
 from .simulated import DEMO_SIMS
 
@@ -129,36 +129,11 @@ class ReloadlySimulator:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> "ReloadlySimulator":
-        sim = self
-
-        class Handler(_Handler):
-            simulator = sim
-
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
-        self._server.daemon_threads = True
-        self._server.block_on_close = False
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
-                                        name="reloadly-sim", daemon=True)
-        self._thread.start()
+        serve(self, _Handler, "reloadly-sim")
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        with self.lock:
-            conns, self._connections = list(self._connections), set()
-        for c in conns:                            # keep-alive connections die with it
-            try:
-                c.shutdown(2)
-            except OSError:
-                pass
-        if self._thread is not None:
-            self._thread.join(2)
-            self._thread = None
+        shut(self)
 
     def __enter__(self) -> "ReloadlySimulator":
         return self.start()
