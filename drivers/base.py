@@ -65,12 +65,13 @@ class BillAcceptor(Device):
     def disable(self) -> None: ...
 
     @abstractmethod
-    def stack(self, value: int) -> None:
-        """Accept the note in escrow (reported later as NoteCredited)."""
+    def stack(self, value: int, key: str = "") -> None:
+        """Accept the note in escrow named `key` (reported later as NoteCredited); a
+        decision for a note that is no longer in escrow is ignored."""
 
     @abstractmethod
-    def return_note(self, value: int) -> None:
-        """Give the note in escrow back (reported later as NoteReturned)."""
+    def return_note(self, value: int, key: str = "") -> None:
+        """Give the note in escrow named `key` back (reported later as NoteReturned)."""
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from kiosk import events as ev
 
-from .base import BillAcceptor, CardResult, CardTerminal, PrinterError, ReceiptPrinter, SimReader
+from .base import (BillAcceptor, CardResult, CardTerminal, PrinterError, ReceiptPrinter,
+                   SimReader, Sink)
 
 
 class SimulatedSimReader(SimReader):
@@ -54,8 +56,22 @@ class SimulatedBillAcceptor(BillAcceptor):
         self.delay_s = delay_s
         self.enabled = False
         self.escrow: int | None = None
+        self.key = ""                              # the note in escrow's name
+        self._seq = itertools.count(1)
         self.record = CashRecord()
         self.fault: str | None = None
+        self.commit: Callable[[ev.Record], bool] | None = None   # the kiosk's money gate
+
+    pending_note: Callable[[], Any] | None = None          # set by the kiosk
+
+    async def start(self, sink: Sink) -> None:
+        self.sink = sink
+        # This device stacks a note and reports it in one go: a note the journal says was
+        # told to stack with no outcome never got into the box; it was in escrow when the
+        # power went, and escrow gives it back.
+        pending = self.pending_note() if self.pending_note is not None else None
+        if pending is not None:
+            self._outcome(ev.NoteReturned(pending.value, pending.key))
 
     # ---- what the customer does (demo panel / tests)
     def insert(self, value: int) -> bool:
@@ -68,9 +84,17 @@ class SimulatedBillAcceptor(BillAcceptor):
             asyncio.get_running_loop().call_later(
                 self.delay_s, self.sink, ev.NoteRejected("unknown_note"))
             return False
-        self.escrow = value
-        asyncio.get_running_loop().call_later(self.delay_s, self.sink, ev.NoteEscrowed(value))
+        self.escrow, self.key = value, f"sim:{next(self._seq)}"
+        asyncio.get_running_loop().call_later(self.delay_s, self.sink,
+                                              ev.NoteEscrowed(value, self.key))
         return True
+
+    def _outcome(self, e: ev.Record) -> None:
+        """A note's outcome enters through the gate (which tells the kiosk) when there is one."""
+        if self.commit is None:
+            self.sink(e)
+        elif not self.commit(e):
+            raise RuntimeError(f"{e.kind()} not journaled")
 
     def jam(self) -> None:
         self.fault = "jam"
@@ -88,22 +112,26 @@ class SimulatedBillAcceptor(BillAcceptor):
     def disable(self) -> None:
         self.enabled = False
 
-    def stack(self, value: int) -> None:
-        if self.escrow != value:
+    def stack(self, value: int, key: str = "") -> None:
+        if self.escrow != value or (key and key != self.key):
             return
+        key = self.key
+
         def vend_valid() -> None:
             self.escrow = None
             self.record.stacked.append(value)
-            self.sink(ev.NoteCredited(value))
+            self._outcome(ev.NoteCredited(value, key))
         asyncio.get_running_loop().call_later(self.delay_s, vend_valid)
 
-    def return_note(self, value: int) -> None:
-        if self.escrow != value:
+    def return_note(self, value: int, key: str = "") -> None:
+        if self.escrow != value or (key and key != self.key):
             return
+        key = self.key
+
         def returned() -> None:
             self.escrow = None
             self.record.returned.append(value)
-            self.sink(ev.NoteReturned(value))
+            self._outcome(ev.NoteReturned(value, key))
         asyncio.get_running_loop().call_later(self.delay_s, returned)
 
     def diagnostics(self) -> dict[str, object]:

@@ -109,6 +109,7 @@ class State:
     iccid: str = ""
     sim_present: bool = False
     escrow: int = 0                        # note value held in escrow, 0 if none
+    escrow_key: str = ""                   # the acceptor's key of that note
     qr_payload: str = ""
     qr_expires_at: float = 0.0
     receipt_printed: bool | None = None
@@ -186,12 +187,19 @@ class Engine:
                                                         e.valid_until)), []
             case ev.PrinterFailed(ref=ref) if ref == s.txn.ref:
                 return replace(s, receipt_printed=False), []
-            case ev.NoteEscrowed(value=v) if s.phase is not Phase.PAY_CASH:
-                return s, [ev.ReturnNote(v, "not_paying")]
-            case ev.NoteCredited(value=v) if s.phase is not Phase.PAY_CASH:
+            case ev.NoteEscrowed(value=v, key=k) if s.phase is not Phase.PAY_CASH:
+                return s, [ev.ReturnNote(v, "not_paying", k)]
+            case ev.NoteCredited(value=v, key=k, ref=r) | ev.NoteInDoubt(value=v, key=k, ref=r) \
+                    if k and r != s.txn.ref:
+                # The gate booked this note to another transaction, or to none (an orphan).
+                if r is None:
+                    return self._orphan(s, v)
+                return s, []
+            case ev.NoteCredited(value=v) | ev.NoteInDoubt(value=v) \
+                    if s.phase is not Phase.PAY_CASH:
                 return self._late_note(s, v)
             case ev.NoteReturned() | ev.NoteRejected() if s.phase is not Phase.PAY_CASH:
-                return replace(s, escrow=0), []
+                return replace(s, escrow=0, escrow_key=""), []
             case ev.QrPaid(ref=ref, amount=a, provider_ref=p) if not (
                     s.phase is Phase.PAY_QR and ref == s.txn.ref):
                 return s, [ev.LatePayment(ref, a, f"qr:{p}")]
@@ -227,8 +235,12 @@ class Engine:
             # Stacked after cash was disabled: it belongs to this customer, ends as change.
             # (Never to a card or QR payment: a card reversal must not give back cash.)
             t = replace(t, paid=t.paid + v, notes=t.notes + (v,))
-            return replace(s, txn=t, escrow=0), []
-        return replace(s, orphan_total=s.orphan_total + v, escrow=0), [ev.OrphanNote(v)]
+            return replace(s, txn=t, escrow=0, escrow_key=""), []
+        return self._orphan(s, v)
+
+    def _orphan(self, s: State, v: int) -> Result:
+        return replace(s, orphan_total=s.orphan_total + v, escrow=0,
+                       escrow_key=""), [ev.OrphanNote(v)]
 
     def _sim_lookup(self, s: State, iccid: str) -> Result:
         s = replace(s, phase=Phase.LOOKUP, iccid=iccid, sim_present=True, notice="")
@@ -280,18 +292,19 @@ class Engine:
             return self._idle(s), effects
         t = replace(t, ref=None, method="", paid=0, notes=(), cancel_requested=False)
         return replace(s, phase=back_to, txn=t, notice=notice, qr_payload="",
-                       qr_expires_at=0.0, escrow=0, card_text=""), effects
+                       qr_expires_at=0.0, escrow=0, escrow_key="", card_text=""), effects
 
     def _to_voucher(self, s: State, reason: str) -> Result:
         """Turn everything paid and not yet accounted for into a voucher."""
         t = s.txn
         owed = t.paid - t.credited - t.voucher - t.refunded
-        s = replace(s, phase=Phase.FULFILLING, escrow=0, txn=replace(t, failure=reason))
+        s = replace(s, phase=Phase.FULFILLING, escrow=0, escrow_key="",
+                    txn=replace(t, failure=reason))
         return s, [ev.IssueVoucher(t.ref or "", owed, reason)]
 
     def _fulfil(self, s: State) -> Result:
         t = s.txn
-        s = replace(s, phase=Phase.FULFILLING, notice="", escrow=0)
+        s = replace(s, phase=Phase.FULFILLING, notice="", escrow=0, escrow_key="")
         return s, [ev.TopUp(t.ref or "", t.msisdn, t.operator, t.product_id, t.amount)]
 
     # ------------------------------------------------------------------ phases
@@ -404,16 +417,30 @@ class Engine:
         match e:
             case ev.ReferenceAllocated(ref=ref) if t.ref is None:
                 return replace(s, txn=replace(t, ref=ref)), [ev.EnableCash()]
-            case ev.NoteEscrowed(value=v):
-                if t.ref is None or t.cancel_requested:
-                    return s, [ev.ReturnNote(v, "not_paying")]
+            case ev.NoteEscrowed(value=v, key=k):
+                if t.ref is None or t.cancel_requested or s.escrow:
+                    return s, [ev.ReturnNote(v, "not_paying", k)]
                 if (v - t.remaining > max(self.policy.max_overpay, self.policy.min_note - 1)
                         and not self._range_takes(t, t.paid + v)):
-                    return replace(s, notice="note.too_large"), [ev.ReturnNote(v, "too_large")]
-                return replace(s, escrow=v, notice=""), [ev.StackNote(v)]
+                    return replace(s, notice="note.too_large"), [
+                        ev.ReturnNote(v, "too_large", k)]
+                return replace(s, escrow=v, escrow_key=k, notice=""), [ev.StackNote(v, k)]
+            case ev.NoteInDoubt(value=v):
+                # Neither credited nor returned (a jam or power loss while stacking, no trace
+                # at a restart): the customer's money in the machine, counted as paid; the
+                # technician's cash count settles where it is.
+                t = replace(t, paid=t.paid + v, notes=t.notes + (v,))
+                s = replace(s, txn=t, escrow=0, escrow_key="")
+                if t.cancel_requested:
+                    s, effects = self._to_voucher(s, "cancelled")
+                    return s, [ev.DisableCash(), *effects]
+                if t.paid >= t.amount:
+                    s, effects = self._fulfil(s)
+                    return s, [ev.DisableCash(), *effects]
+                return s, []
             case ev.NoteCredited(value=v):
                 t = replace(t, paid=t.paid + v, notes=t.notes + (v,))
-                s = replace(s, txn=t, escrow=0)
+                s = replace(s, txn=t, escrow=0, escrow_key="")
                 if t.cancel_requested or t.ref is None:
                     s, effects = self._to_voucher(s, "cancelled")
                     return s, [ev.DisableCash(), *effects]
@@ -426,7 +453,7 @@ class Engine:
                 return s, []
             case ev.NoteReturned() | ev.NoteRejected():
                 notice = "note.rejected" if isinstance(e, ev.NoteRejected) else s.notice
-                s = replace(s, escrow=0, notice=notice)
+                s = replace(s, escrow=0, escrow_key="", notice=notice)
                 if t.cancel_requested:
                     # The cancel waited for the note in escrow; it is decided: finish the cancel.
                     return self._on_pay_cash(s, ev.Cancel())
@@ -438,7 +465,7 @@ class Engine:
                     # acceptor failed: it is the customer's money in the machine, counted as
                     # paid (the cash count settles where it physically is).
                     t = replace(t, paid=t.paid + in_doubt, notes=t.notes + (in_doubt,))
-                    s = replace(s, txn=t, escrow=0)
+                    s = replace(s, txn=t, escrow=0, escrow_key="")
                     if t.paid >= t.amount and not t.cancel_requested:
                         s, effects = self._fulfil(s)
                         return s, [ev.DisableCash(), *effects]

@@ -178,19 +178,26 @@ class ReferenceAllocated(Record):
 class NoteEscrowed(Record):
     money = True
     value: int
+    key: str = ""                    # the acceptor's own name for this note: "epoch:seq"
 
 
 @dataclass(frozen=True)
 class NoteCredited(Record):
-    """The acceptor's credit point (ID-003 vend valid): the note is in the cash box."""
+    """The acceptor's credit point (ID-003 vend valid): the note is in the cash box.
+    Entered by the money gate under ("note", key) before the acceptor is ACKed; the gate
+    fills `ref` with the open transaction whose StackNote named the key (None: orphan)."""
     money = True
     value: int
+    key: str = ""
+    ref: str | None = None
 
 
 @dataclass(frozen=True)
 class NoteReturned(Record):
     money = True
     value: int
+    key: str = ""
+    ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,7 +209,20 @@ class NoteRejected(Record):
 class CashFault(Record):
     money = True
     reason: str                      # "acceptor_jam", "stacker_full", "stuck_stacking", ...
-    in_doubt: int = 0                # a note being stacked when it happened: count the box
+    in_doubt: int = 0                # journals before keys: a note being stacked (now NoteInDoubt)
+
+
+@dataclass(frozen=True)
+class NoteInDoubt(Record):
+    """A note the customer gave that the acceptor neither credited nor returned (a jam or a
+    power loss while stacking, a restart that found no trace of it). Counted as paid for
+    the customer (it ends in a voucher) and flagged for the technician's cash count; it
+    takes the note's one outcome slot ("note", key), so a later credit adds nothing."""
+    money = True
+    value: int
+    key: str
+    reason: str
+    ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +231,7 @@ class NoteAtPowerUp(Record):
     money = True
     where: str                       # "stacker" | "acceptor"
     value: int = 0                   # the note the kiosk had in flight, 0 if none known
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -381,6 +402,7 @@ class DisableCash(Record):
 class StackNote(Record):
     money = True
     value: int
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -388,6 +410,7 @@ class ReturnNote(Record):
     money = True
     value: int
     reason: str
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -549,3 +572,32 @@ EFFECT_TYPES: frozenset[str] = frozenset({
 
 def is_effect(kind: str) -> bool:
     return kind in EFFECT_TYPES
+
+
+# ---------------------------------------------------------------- keys of money facts
+NOTE_OUTCOMES = (NoteCredited, NoteReturned, NoteInDoubt)
+
+
+def fact_key(rec: Record) -> tuple[str, str] | None:
+    """The (source, key) under which a money fact from outside is entered once.
+
+    A note has one outcome slot (credited, returned or in doubt: the first wins); a card
+    approval is named by its terminal and receipt (or trace) number; a wallet payment by the
+    gateway's reference; a top-up's final answer by the kiosk's reference. (A voucher is
+    the kiosk's own: its code is the vouchers table's key, and a clash is an error.)"""
+    match rec:
+        case NoteCredited(key=k) | NoteReturned(key=k) | NoteInDoubt(key=k) if k:
+            return ("note", k)
+        case StackNote(key=k) if k:
+            return ("stack", k)
+        case ReturnNote(key=k) if k:
+            return ("return", k)
+        case CardApproved(ref=r, terminal_id=tid, receipt_no=rno, trace=trace):
+            return ("card", f"{tid}:{rno or trace}" if (rno or trace) else r)
+        case CardReversed(ref=r):
+            return ("card-reversal", r)
+        case QrPaid(ref=r, provider_ref=p):
+            return ("qr", p or r)
+        case TopUpSucceeded(ref=r) | TopUpFailed(ref=r):
+            return ("topup", r)
+    return None

@@ -6,7 +6,9 @@ every money effect before performing it. A top-up's reference is allocated here,
 the same write that opens its transaction, before the first call that uses it.
 
 Tables:
-  events        seq, ts, ref, kind, data (JSON)  - the log itself, never updated
+  events        seq, ts, ref, kind, data (JSON), fact_source, fact_key - the log itself,
+                never updated; a money fact from outside (events.fact_key) is entered once:
+                (fact_source, fact_key) is unique
   transactions  one row per reference: what was bought, status open/closed, money totals
   vouchers      code, ref, amount, status (active / held / void / redeemed), expires
                 (last valid day), redeemed_ref / redeemed_ts once used as payment
@@ -35,6 +37,7 @@ CREATE TABLE IF NOT EXISTS events (
     data  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_ref ON events (ref);
+CREATE INDEX IF NOT EXISTS events_kind ON events (kind);     -- (kind, seq): the last X of a kind
 CREATE TABLE IF NOT EXISTS transactions (
     ref        TEXT PRIMARY KEY,
     number     INTEGER NOT NULL UNIQUE,
@@ -66,10 +69,14 @@ CREATE TABLE IF NOT EXISTS vouchers (
 );
 """
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 # Columns added after version 1, for journals written by it.
 _MIGRATIONS = (("vouchers", "expires", "TEXT NOT NULL DEFAULT ''"),
-               ("vouchers", "redeemed_ref", "TEXT"), ("vouchers", "redeemed_ts", "REAL"))
+               ("vouchers", "redeemed_ref", "TEXT"), ("vouchers", "redeemed_ts", "REAL"),
+               ("events", "fact_source", "TEXT"), ("events", "fact_key", "TEXT"))
+# After the migrations (the columns may be new): one money fact, one row.
+_FACT_INDEX = ("CREATE UNIQUE INDEX IF NOT EXISTS events_fact ON events (fact_source, fact_key)"
+               " WHERE fact_key IS NOT NULL")
 
 
 class JournalError(Exception):
@@ -104,6 +111,16 @@ class TxnRow:
 
 
 @dataclass(frozen=True)
+class Entry:
+    """What `Journal.enter` did: the record as journaled (a note's `ref` filled in) and
+    whether it is new; a repeat of a keyed fact returns the first entry, new=False."""
+    seq: int
+    record: ev.Record
+    ref: str | None
+    new: bool
+
+
+@dataclass(frozen=True)
 class EventRow:
     seq: int
     ts: float
@@ -116,14 +133,17 @@ class EventRow:
 
 
 class Journal:
-    def __init__(self, path: str | Path, kiosk_id: str = "K0001", currency: str = "PHP") -> None:
+    def __init__(self, path: str | Path, kiosk_id: str = "K0001", currency: str = "PHP",
+                 *, any_thread: bool = False, busy_timeout_s: float = 10.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.kiosk_id = kiosk_id
         self.currency = currency
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so each append is one
         # explicit transaction and nothing is left half-written in an implicit one.
-        self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=10.0)
+        # any_thread: the money gate's connection, used by device threads under its lock.
+        self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=busy_timeout_s,
+                                  check_same_thread=not any_thread)
         self.db.row_factory = sqlite3.Row
         mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
@@ -137,8 +157,10 @@ class Journal:
             have = {r["name"] for r in self.db.execute(f"PRAGMA table_info({table})")}
             if column not in have:
                 self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+        self.db.execute(_FACT_INDEX)
         with self._tx():
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)",
+                            (SCHEMA_VERSION,))
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('kiosk_id', ?)", (kiosk_id,))
 
     def close(self) -> None:
@@ -160,9 +182,11 @@ class Journal:
         return Journal._Tx(self.db)
 
     def _insert_event(self, ts: float, ref: str | None, rec: ev.Record) -> int:
+        source, key = ev.fact_key(rec) or (None, None)
         cur = self.db.execute(
-            "INSERT INTO events (ts, ref, kind, data) VALUES (?, ?, ?, ?)",
-            (ts, ref, rec.kind(), json.dumps(rec.to_dict(), sort_keys=True)))
+            "INSERT INTO events (ts, ref, kind, data, fact_source, fact_key)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (ts, ref, rec.kind(), json.dumps(rec.to_dict(), sort_keys=True), source, key))
         return int(cur.lastrowid or 0)
 
     def open_transaction(self, txn: Txn) -> str:
@@ -186,9 +210,35 @@ class Journal:
             self.after_write()
 
     def append(self, ref: str | None, rec: ev.Record) -> int:
-        """Write one record durably. Returns its sequence number."""
+        """Write one record durably. Returns its sequence number (a keyed fact entered
+        before: the first entry's)."""
+        return self.enter(ref, rec).seq
+
+    def _note_owner(self, key: str) -> str | None:
+        """The open transaction whose StackNote (or ReturnNote) named note `key`."""
+        row = self.db.execute(
+            "SELECT e.ref FROM events e JOIN transactions t ON t.ref = e.ref"
+            " WHERE e.fact_source IN ('stack', 'return') AND e.fact_key = ?"
+            " AND t.status = 'open' ORDER BY e.seq DESC LIMIT 1", (key,)).fetchone()
+        return row[0] if row else None
+
+    def enter(self, ref: str | None, rec: ev.Record) -> Entry:
+        """Write one record durably, in one SQL transaction with what it changes. A money
+        fact with a key (events.fact_key) is entered once: a repeat changes nothing and
+        returns the first entry with new=False. A note's outcome is booked to the open
+        transaction that stacked (or returned) it, or to nobody (ref None: an orphan)."""
         now = time.time()
+        key = ev.fact_key(rec)
         with self._tx() as db:
+            if key is not None:
+                row = db.execute("SELECT seq, ref, kind, data FROM events WHERE fact_source=?"
+                                 " AND fact_key=?", key).fetchone()
+                if row is not None:
+                    first = ev.from_dict(row["kind"], json.loads(row["data"]))
+                    return Entry(int(row["seq"]), first, row["ref"], False)
+            if isinstance(rec, ev.NOTE_OUTCOMES) and rec.key:
+                ref = self._note_owner(rec.key)
+                rec = replace(rec, ref=ref)
             seq = self._insert_event(now, ref, rec)
             match rec:
                 case ev.CloseTransaction(ref=r, outcome=o, paid=p, credited=c, voucher=v,
@@ -209,14 +259,37 @@ class Journal:
                                " WHERE code=?", (st, a, code))
                 # A closed transaction is final: money arriving later (a late QR payment, an
                 # orphan note) is kept by its own records (LatePayment voucher, OrphanNote).
-                case ev.NoteCredited(value=v) if ref:
+                case ev.NoteCredited(value=v) | ev.NoteInDoubt(value=v) if ref:
                     db.execute("UPDATE transactions SET paid = paid + ? WHERE ref=?"
                                " AND status='open'", (v, ref))
                 case ev.QrPaid(ref=r, amount=a) | ev.CardApproved(ref=r, amount=a):
                     db.execute("UPDATE transactions SET paid = paid + ? WHERE ref=?"
                                " AND status='open'", (a, r))
         self._written()
-        return seq
+        return Entry(seq, rec, ref, True)
+
+    def cash_box_removed(self) -> bool:
+        """Was the cash box taken out (CashBoxRemoved) with no insertion since?"""
+        row = self.db.execute(
+            "SELECT kind FROM events WHERE kind IN ('CashBoxRemoved', 'CashBoxInserted')"
+            " ORDER BY seq DESC LIMIT 1").fetchone()
+        return row is not None and row[0] == "CashBoxRemoved"
+
+    def pending_note(self) -> tuple[str, int, str | None] | None:
+        """The last note told to STACK with no outcome journaled yet: (key, value, ref of
+        its transaction if still open). What an acceptor start-up must resolve."""
+        # One acceptor, one note at a time: only the last note stacked can be pending.
+        row = self.db.execute(
+            "SELECT fact_key, data, ref FROM events WHERE kind = 'StackNote'"
+            " AND fact_key IS NOT NULL ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is None or self.db.execute(
+                "SELECT 1 FROM events WHERE fact_source = 'note' AND fact_key = ?",
+                (row["fact_key"],)).fetchone():
+            return None
+        value = int(json.loads(row["data"])["value"])
+        open_ = self.db.execute("SELECT 1 FROM transactions WHERE ref=? AND status='open'",
+                                (row["ref"],)).fetchone()
+        return row["fact_key"], value, row["ref"] if open_ else None
 
     def redeem_voucher(self, ref: str, code: str, today: str) -> ev.Record:
         """Use voucher `code` as payment on `ref`, atomically: the check, the status change

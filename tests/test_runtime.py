@@ -404,7 +404,7 @@ async def test_recovery_with_a_note_in_escrow(settings: Settings) -> None:
     await rt.start()
     ref = await choose(rt, "luzon-load", 10000, "cash")
     await insert(rt, 2000)
-    cash.stack = lambda value: None    # type: ignore[method-assign]  # dies before stacking
+    cash.stack = lambda value, key="": None    # type: ignore[method-assign]  # dies before stacking
     assert cash.insert(5000)
     await until(lambda: rt.state.escrow == 5000, "the note in escrow")
     await rt.stop()
@@ -503,19 +503,29 @@ class Crasher:
         self.n = n
         self.written: list[str] = []
         self.lost: list[ev.Record] = []          # records the dying kiosk could not write
-        self._real = rt.journal.append
-        rt.journal.append = self.append  # type: ignore[method-assign]
+        self._real = rt.journal.enter
+        self._real_gate = rt.gate.enter
+        rt.journal.enter = self.enter  # type: ignore[method-assign]
+        rt.gate.enter = self.gate_enter  # type: ignore[method-assign]
 
     @property
     def dead(self) -> bool:
         return bool(self.lost)
 
-    def append(self, ref: str | None, rec: ev.Record) -> int:
+    def _check(self, rec: ev.Record) -> None:
         if self.dead or len(self.written) + 1 >= self.n:
             self.lost.append(rec)
             raise Crash(f"crash before journaling {rec!r}")
         self.written.append(rec.kind())
+
+    def enter(self, ref: str | None, rec: ev.Record) -> Any:
+        self._check(rec)
         return self._real(ref, rec)
+
+    def gate_enter(self, rec: ev.Record, ref: str | None = None) -> Any:
+        """The money gate's writes (device threads) die with the process too."""
+        self._check(rec)
+        return self._real_gate(rec, ref)
 
     def lost_value(self, kind: type[ev.Record]) -> int:
         return sum(getattr(r, "value", 0) or getattr(r, "amount", 0)

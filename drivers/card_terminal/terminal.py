@@ -499,8 +499,11 @@ class ZvtTerminal(CardTerminal):
             return True
         ref, amount = paying
         if s.amount not in (None, amount):
-            return True                          # not ours to book: _payment_result says so
-        result = CardResult(True, amount, auth_code=s.auth_code, trace=s.trace,
+            # Booked as what it is (the kiosk reverses it), never confirmed unjournaled.
+            log.error("terminal approved %s for %s, not %d: journaled, to be reversed", ref,
+                      s.amount, amount)
+        approved = amount if s.amount is None else s.amount
+        result = CardResult(True, approved, auth_code=s.auth_code, trace=s.trace,
                             result_code=s.result_code, receipt_no=s.receipt_no,
                             terminal_id=s.terminal_id or self.terminal_id,
                             card_name=s.card_name)
@@ -594,10 +597,10 @@ class ZvtTerminal(CardTerminal):
             return CardResult(False, reason=reason, **{**common,
                                                        "result_code": run.abort_code})
         if run.completion is not None and s is not None and s.approved:
-            if s.amount not in (None, amount):
-                log.error("terminal approved %s for %s, not %d", ref, s.amount, amount)
-                return CardResult(False, reason="unknown", **common)
             self._receipts[ref] = s.receipt_no
+            if s.amount not in (None, amount):
+                # Approved for another amount: reported as it is; the kiosk reverses it.
+                common["amount"] = s.amount
             return CardResult(True, auth_code=s.auth_code, **common)
         if run.completion is not None and s is not None:
             return CardResult(False, reason="declined", **common)

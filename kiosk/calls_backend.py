@@ -1,0 +1,127 @@
+"""Calls to the top-up provider, each an asyncio task whose answer comes back as an event:
+the subscriber look-up and check before money, the balance, the top-up and its status.
+A timeout, a dropped connection or a 5xx is TopUpUnknown, never a failure."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from . import events as ev
+from .backend.base import TopUpStatus, offered as offered_ids
+from .catalog import mask_number
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+    from .session import Session
+
+log = logging.getLogger("kiosk.runtime")
+
+
+async def lookup(rt: Runtime, session: Session, iccid: str) -> None:
+    try:
+        msisdn = await asyncio.wait_for(rt.backend.lookup_subscriber(iccid),
+                                        rt.settings.backend_timeout_s)
+    except Exception as exc:    # noqa: BLE001 - any failure: the customer types instead
+        log.warning("subscriber lookup failed: %s", exc)
+        msisdn = None
+    if msisdn:
+        log.info("SIM identified as %s", mask_number(msisdn, "*"))
+        session.post(ev.SubscriberFound(iccid, msisdn))
+    else:
+        session.post(ev.SubscriberNotFound(iccid))
+
+
+async def check_subscriber(rt: Runtime, session: Session, msisdn: str, operator: str) -> None:
+    """Before any money: the operator as the provider routes the number, what it sells
+    this number now, and the balance where the operator offers an inquiry. Any failure
+    to ask means payment is not offered ("top-up temporarily unavailable")."""
+    catalog = rt.settings.catalog
+    international = catalog.international(msisdn)
+    timeout = rt.settings.backend_timeout_s
+    try:
+        detected = await asyncio.wait_for(rt.backend.detect_operator(international),
+                                          timeout)
+        if detected == "" or (detected is not None and detected not in
+                              {o.id for o in catalog.operators}):
+            session.post(ev.SubscriberCheckFailed(msisdn, "unknown_operator"))
+            return
+        if detected and detected != operator:
+            log.info("number %s is with %s, not %s (ported)", mask_number(msisdn, "*"),
+                     detected, operator)
+            operator = detected
+        offers = await asyncio.wait_for(rt.backend.offers(operator), timeout)
+    except Exception as exc:    # noqa: BLE001 - cannot ask: do not take money
+        log.warning("number check failed: %s", exc or type(exc).__name__)
+        session.post(ev.SubscriberCheckFailed(msisdn, "unavailable"))
+        return
+    products = catalog.offers(operator)
+    ids = offered_ids(products, offers)
+    missing = [p.id for p in products if p.id not in ids]
+    if missing:
+        log.warning("provider does not sell %s now: not offered", ", ".join(missing))
+    found = await balance(rt, international, operator)
+    session.post(ev.SubscriberChecked(
+        msisdn, operator, ids, found.airtime if found else None,
+        found.data_mb if found else None, found.valid_until if found else ""))
+
+
+async def balance(rt: Runtime, international: str, operator: str) -> Any:
+    try:
+        if not rt.settings.catalog.operator(operator).has_balance_inquiry:
+            return None
+        return await asyncio.wait_for(rt.backend.balance(international, operator),
+                                      min(rt.settings.backend_timeout_s, 5))
+    except Exception as exc:    # noqa: BLE001 - a balance is a courtesy: never blocks a sale
+        log.info("balance inquiry failed: %s", exc or type(exc).__name__)
+        return None
+
+
+async def balance_after(rt: Runtime, session: Session, ref: str, msisdn: str,
+                         operator: str) -> None:
+    b = await balance(rt, rt.settings.catalog.international(msisdn), operator)
+    if b is not None:
+        session.post(ev.BalanceReported(ref, b.airtime, b.data_mb, b.valid_until))
+
+
+async def topup(rt: Runtime, session: Session, eff: ev.TopUp) -> None:
+    international = rt.settings.catalog.international(eff.msisdn)
+    try:
+        kind = rt.settings.catalog.product(eff.product_id).kind.value
+    except KeyError:
+        kind = "airtime"
+    try:
+        answer = await asyncio.wait_for(
+            rt.backend.topup(eff.ref, international, eff.operator, eff.product_id,
+                             eff.amount, kind=kind), rt.settings.backend_timeout_s)
+    except Exception as exc:    # noqa: BLE001 - timeout, drop, 5xx: never a failure
+        log.warning("top-up %s: no final answer (%s)", eff.ref, type(exc).__name__)
+        session.post(ev.TopUpUnknown(eff.ref, type(exc).__name__))
+        return
+    session.post(answer_event(eff.ref, answer))
+
+
+def answer_event(ref: str, answer: Any) -> ev.Record:
+    if answer.status is TopUpStatus.SUCCESSFUL:
+        return ev.TopUpSucceeded(ref, answer.operator_ref)
+    if answer.status is TopUpStatus.FAILED:
+        return ev.TopUpFailed(ref, answer.reason or "backend.rejected")
+    if answer.status is TopUpStatus.NOT_FOUND:
+        return ev.TopUpFailed(ref, "backend.not_received")
+    return ev.TopUpUnknown(ref, "status unknown")
+
+
+async def query(rt: Runtime, session: Session, ref: str, attempt: int) -> None:
+    base = rt.settings.query_interval_s
+    wait = base * min(2 ** max(attempt - 1, 0), 30) if session.background else base
+    await asyncio.sleep(wait)
+    try:
+        answer = await asyncio.wait_for(rt.backend.status(ref),
+                                        rt.settings.backend_timeout_s)
+    except Exception as exc:    # noqa: BLE001
+        log.warning("status of %s: no answer (%s)", ref, type(exc).__name__)
+        session.post(ev.TopUpUnknown(ref, type(exc).__name__))
+        return
+    session.post(answer_event(ref, answer))
+
