@@ -12,7 +12,7 @@ APT_PACKAGES := libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libmtdev1 fonts-wqy-
                 gettext xvfb xauth pcscd libpcsclite-dev swig build-essential vsmartcard-vpcd \
                 zbar-tools
 
-.PHONY: setup apt venv run run-windowed run-pcsc test bench clean
+.PHONY: setup apt venv run run-windowed run-pcsc test lint bench clean
 
 setup: apt venv
 
@@ -45,6 +45,11 @@ run-pcsc: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# Style and types gate (CI runs it after the tests); rules in pyproject.toml.
+lint: setup
+	$(PY) -m ruff check kiosk drivers
+	$(PY) -m mypy kiosk drivers
 
 bench: setup
 	$(PY) benchmarks/startup.py

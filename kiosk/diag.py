@@ -26,11 +26,12 @@ def _out(result: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(result, indent=2))
         return
     for key, value in result.items():
+        shown = value
         if isinstance(value, dict):
-            value = ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
+            shown = ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
         elif isinstance(value, (list, tuple)):
-            value = ", ".join(map(str, value)) or "-"
-        print(f"{key:>12}: {value}")
+            shown = ", ".join(map(str, value)) or "-"
+        print(f"{key:>12}: {shown}")
 
 
 def diag_sim(reader: str, wait: float, as_json: bool) -> int:
@@ -150,7 +151,12 @@ def diag_bill(port: str, accept: int, timeout: float, as_json: bool, currency: s
     async def run() -> str:
         acc = Id003Acceptor(port=port, denominations=denominations, currency=currency)
         events: queue_mod.Queue[ev.Record] = queue_mod.Queue()
-        acc.commit = lambda e: events.put(e) is None
+
+        def commit(e: ev.Record) -> bool:
+            events.put(e)
+            return True
+
+        acc.commit = commit
         await acc.start(events.put)
         stacked, ready, in_flight, closing = 0, False, False, False
 

@@ -60,8 +60,8 @@ class JsonHandler(BaseHTTPRequestHandler):
 def serve(sim: Any, handler: type[JsonHandler], name: str) -> None:
     """Start `sim` listening on (sim.host, sim.port) with its own handler subclass bound
     to it; port 0 picks a free port (written back to sim.port)."""
-    from http.server import ThreadingHTTPServer
     import threading
+    from http.server import ThreadingHTTPServer
 
     bound = type("Handler", (handler,), {"simulator": sim})
     sim._server = ThreadingHTTPServer((sim.host, sim.port), bound)

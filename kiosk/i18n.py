@@ -24,7 +24,7 @@ def available_languages(locale_dir: Path = LOCALE_DIR) -> tuple[str, ...]:
     return ("en", *sorted(found - {"en"}))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def language_name(lang: str, locale_dir: Path = LOCALE_DIR) -> str:
     """The name on the language switch, from the catalog header `X-Language-Name`."""
     if lang == "en":
@@ -47,7 +47,8 @@ NOTICES: dict[str, str] = {
     "number.not_digits": N_("Use the number keys only."),
     "number.too_short": N_("This number is too short. Please check it."),
     "number.too_long": N_("This number is too long. Please check it."),
-    "number.unknown_prefix": N_("We do not sell top-ups for this number. Please check the first digits."),
+    "number.unknown_prefix": N_("We do not sell top-ups for this number. "
+                                "Please check the first digits."),
     "sim.unknown": N_("We could not find the number of this SIM card. Please type your number."),
     "sim.removed": N_("The SIM card was removed. Insert it again or type your number."),
     "sim.not_sim": N_("This is not a SIM card. Please take it back and insert your SIM card "
@@ -65,11 +66,14 @@ NOTICES: dict[str, str] = {
                               "Please try again later."),
     "note.too_large": N_("That note is more than you still need to pay. It was given back."),
     "note.rejected": N_("That note was not accepted. Please try another one."),
-    "cash.unavailable": N_("Cash payment is not available right now. Please choose another way to pay."),
-    "qr.unavailable": N_("QR payment is not available right now. Please choose another way to pay."),
+    "cash.unavailable": N_("Cash payment is not available right now. "
+                           "Please choose another way to pay."),
+    "qr.unavailable": N_("QR payment is not available right now. "
+                         "Please choose another way to pay."),
     "qr.declined": N_("The wallet payment was declined. Nothing was charged."),
     "qr.expired": N_("The QR code expired. Nothing was charged."),
-    "card.unavailable": N_("Card payment is not available right now. Please choose another way to pay."),
+    "card.unavailable": N_("Card payment is not available right now. "
+                           "Please choose another way to pay."),
     "card.declined": N_("Your card was declined. Nothing was charged."),
     "card.aborted": N_("The card payment was cancelled. Nothing was charged."),
     "card.timeout": N_("The card terminal did not answer. Nothing was charged."),

@@ -63,22 +63,22 @@ class Money:
         exponent(self.currency)
 
     @classmethod
-    def parse(cls, text: str, currency: str) -> "Money":
+    def parse(cls, text: str, currency: str) -> Money:
         return cls(parse_minor(text, currency), currency)
 
-    def _same(self, other: "Money") -> None:
+    def _same(self, other: Money) -> None:
         if not isinstance(other, Money) or other.currency != self.currency:
             raise MoneyError(f"cannot combine {self} with {other}")
 
-    def __lt__(self, other: "Money") -> bool:
+    def __lt__(self, other: Money) -> bool:
         self._same(other)
         return self.minor < other.minor
 
-    def __add__(self, other: "Money") -> "Money":
+    def __add__(self, other: Money) -> Money:
         self._same(other)
         return Money(self.minor + other.minor, self.currency)
 
-    def __sub__(self, other: "Money") -> "Money":
+    def __sub__(self, other: Money) -> Money:
         self._same(other)
         return Money(self.minor - other.minor, self.currency)
 

@@ -7,7 +7,7 @@ same facts in the customer's language.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from .catalog import Catalog, mask_number
@@ -41,7 +41,7 @@ class Receipt:
 def build(txn: Txn, catalog: Catalog, *, kiosk_id: str, site: str, support: str,
           tz: str, now: float) -> Receipt:
     cur = catalog.currency
-    when = datetime.fromtimestamp(now, timezone.utc).astimezone(ZoneInfo(tz))
+    when = datetime.fromtimestamp(now, UTC).astimezone(ZoneInfo(tz))
     op = catalog.operator(txn.operator).name if txn.operator else ""
     try:
         product = catalog.product(txn.product_id).name

@@ -15,9 +15,10 @@ Transport exceptions raised by `transmit` propagate unchanged; the caller maps t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from . import apdu, files
 from .apdu import Apdu, ApduError, Response

@@ -10,8 +10,9 @@ nibble first; a trailing F nibble pads an odd number of digits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from kiosk import luhn
 
@@ -30,7 +31,7 @@ _BCD_DIGITS = "0123456789*#"           # A and B are * and # in dialling numbers
 
 
 def _nibbles(raw: bytes) -> list[int]:
-    out = []
+    out: list[int] = []
     for b in raw:
         out += (b & 0x0F, b >> 4)
     return out
@@ -52,7 +53,7 @@ def _encode_bcd(digits: str, size: int, alphabet: str = "0123456789") -> bytes:
     if len(digits) > 2 * size:
         raise ValueError(f"{len(digits)} digits do not fit in {size} bytes")
     nibbles = [alphabet.index(c) for c in digits] + [0xF] * (2 * size - len(digits))
-    return bytes(lo | (hi << 4) for lo, hi in zip(nibbles[::2], nibbles[1::2]))
+    return bytes(lo | (hi << 4) for lo, hi in zip(nibbles[::2], nibbles[1::2], strict=True))
 
 
 # --- EF.ICCID (2FE2): 10 bytes of swapped BCD -----------------------------------------------
@@ -211,7 +212,7 @@ def encode_imsi(imsi: str) -> bytes:
     nibbles = [_IMSI_ODD if len(imsi) % 2 else _IMSI_EVEN] + [int(c) for c in imsi]
     if len(nibbles) % 2:
         nibbles.append(0xF)
-    body = bytes(lo | (hi << 4) for lo, hi in zip(nibbles[::2], nibbles[1::2]))
+    body = bytes(lo | (hi << 4) for lo, hi in zip(nibbles[::2], nibbles[1::2], strict=True))
     return (bytes((len(body),)) + body).ljust(IMSI_SIZE, b"\xff")
 
 

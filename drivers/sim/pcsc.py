@@ -23,8 +23,9 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from kiosk import events as ev
 
@@ -122,7 +123,7 @@ class PcscSimReader(SimReader):
     async def start(self, sink: Sink) -> None:
         self.sink = sink
         if self.scard is None:
-            from smartcard import scard   # imported here: only kiosks with PC/SC need it
+            from smartcard import scard  # imported here: only kiosks with PC/SC need it
             self.scard = scard
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="pcsc-sim", daemon=True)
@@ -147,7 +148,7 @@ class PcscSimReader(SimReader):
     def _post(self, e: ev.Record) -> None:
         try:
             self.sink(e)
-        except Exception:   # noqa: BLE001 - the loop must survive a closed event loop at exit
+        except Exception:   # the loop must survive a closed event loop at exit
             log.exception("posting %s", type(e).__name__)
 
     def _reader_status(self, ok: bool, detail: str) -> None:
@@ -168,7 +169,7 @@ class PcscSimReader(SimReader):
                 self._reader_status(False, f"PC/SC service unavailable ({exc})")
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 4.0)
-            except Exception:   # noqa: BLE001 - a bug here must not end card reading for good
+            except Exception:   # a bug here must not end card reading for good
                 log.exception("SIM reader loop failed; restarting it")
                 self._stop.wait(1.0)
 

@@ -29,8 +29,19 @@ from functools import reduce
 from kiosk.backend.simulated import DEMO_SIMS, UNKNOWN_SIM
 
 from . import files
-from .apdu import (CLA_SIM, CLA_UICC, INS_GET_RESPONSE, INS_READ_BINARY, INS_READ_RECORD,
-                   INS_SELECT, INS_VERIFY, Apdu, ApduError, parse_command, status)
+from .apdu import (
+    CLA_SIM,
+    CLA_UICC,
+    INS_GET_RESPONSE,
+    INS_READ_BINARY,
+    INS_READ_RECORD,
+    INS_SELECT,
+    INS_VERIFY,
+    Apdu,
+    ApduError,
+    parse_command,
+    status,
+)
 
 log = logging.getLogger("kiosk.sim")
 
@@ -164,6 +175,9 @@ class VirtualCard:
         self.mf = _file_system(profile) if profile.kind in ("uicc", "sim") else None
         self.apdus = 0                   # C-APDUs received
         self.verify_seen = False         # the kiosk must never present a PIN
+        self.df: _File | None = None     # the current DF and EF (set by reset)
+        self.ef: _File | None = None
+        self.pending = b""
         self.reset()
 
     def atr(self) -> bytes:

@@ -46,7 +46,7 @@ class Offer:
             return self.range_min <= amount <= self.range_max
         return amount in self.amounts
 
-    def covers(self, product: "Product") -> bool:
+    def covers(self, product: Product) -> bool:
         """Can every amount the kiosk would sell of `product` be bought here? (All or
         nothing: the kiosk never shows a tile the provider would refuse.)"""
         want = "airtime" if product.kind.value == "airtime" else "bundle"
@@ -60,7 +60,7 @@ class Offer:
         return bool(product.amounts) and all(self.covers_amount(a) for a in product.amounts)
 
 
-def offered(products: "list[Product]", offers: "list[Offer] | None") -> tuple[str, ...]:
+def offered(products: list[Product], offers: list[Offer] | None) -> tuple[str, ...]:
     """Ids of the catalog products some offer covers (all of them when the provider does
     not list what it sells: offers is None)."""
     if offers is None:

@@ -128,14 +128,14 @@ class ReloadlySimulator:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> "ReloadlySimulator":
+    def start(self) -> ReloadlySimulator:
         serve(self, _Handler, "reloadly-sim")
         return self
 
     def stop(self) -> None:
         shut(self)
 
-    def __enter__(self) -> "ReloadlySimulator":
+    def __enter__(self) -> ReloadlySimulator:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -230,7 +230,8 @@ class ReloadlySimulator:
                 b["data_mb"] += p.data_mb or 0
                 if p.validity_days:
                     import datetime as _dt
-                    until = max(_dt.date.fromisoformat(b["valid_until"]), _dt.date.today())
+                    today = _dt.datetime.now().astimezone().date()   # the local date
+                    until = max(_dt.date.fromisoformat(b["valid_until"]), today)
                     b["valid_until"] = (until + _dt.timedelta(days=p.validity_days)).isoformat()
                 return
 
@@ -249,7 +250,7 @@ class ReloadlySimulator:
 
     def authorised(self, header: str | None) -> bool:
         with self.lock:
-            return bool(header) and header.startswith("Bearer ") \
+            return header is not None and header.startswith("Bearer ") \
                 and header[len("Bearer "):] in self.tokens
 
     def topup(self, body: Any) -> tuple[str, int, Any, float]:
@@ -445,7 +446,7 @@ class _Handler(JsonHandler):
                                         "message": "Unknown SIM"})
             return self._send(200, {"iccid": path.rsplit("/", 1)[1], "msisdn": number})
         if method == "GET" and path.startswith("/operators/auto-detect/phone/"):
-            parts = path.split("/")          # ['', operators, auto-detect, phone, N, countries, ISO]
+            parts = path.split("/")   # ['', operators, auto-detect, phone, N, countries, ISO]
             if sim.detect_down:
                 return self._send(503, {"errorCode": "SERVICE_UNAVAILABLE",
                                         "message": "Service unavailable"})
@@ -477,8 +478,8 @@ class _Handler(JsonHandler):
                                     "updatedAt": _now()})
         return self._send(404, {"errorCode": "NOT_FOUND", "message": "Not found"})
 
-    def do_GET(self) -> None:   # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:   # http.server's naming
         self._route("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._route("POST")

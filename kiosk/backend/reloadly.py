@@ -182,12 +182,11 @@ class ReloadlyBackend(TopUpBackend):
                        **kw: Any) -> httpx.Response:
         """One authenticated request; on 401 the token is renewed and the request sent once
         more (a 401 means the request was refused before it was processed)."""
-        extra = {"timeout": timeout} if timeout is not None else {}
         for attempt in (0, 1):
             token = await self._get_token(force=attempt == 1)
-            r = await self._http().request(method, self.base_url + path,
-                                           headers={"Authorization": f"Bearer {token}"},
-                                           **extra, **kw)
+            r = await self._http().request(
+                method, self.base_url + path, headers={"Authorization": f"Bearer {token}"},
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout, **kw)
             if r.status_code != 401:
                 return r
             self._token = None

@@ -38,7 +38,7 @@ def tlv(tag: str | int, value: str) -> str:
 class Field:
     tag: str
     value: str
-    children: tuple["Field", ...] = ()
+    children: tuple[Field, ...] = ()
 
 
 def parse_tlv(text: str, where: str = "") -> list[Field]:

@@ -103,9 +103,10 @@ class HttpWallet(WalletProvider):
                        **kw: Any) -> tuple[int, Any]:
         """(HTTP status, JSON body). Raises WalletError when there is no answer or the body
         is not JSON."""
-        extra = {"timeout": timeout} if timeout is not None else {}
         try:
-            r = await self._http().request(method, self.base_url + path, **extra, **kw)
+            r = await self._http().request(
+                method, self.base_url + path,
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout, **kw)
         except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
             raise WalletError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
         try:

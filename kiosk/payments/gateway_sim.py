@@ -151,7 +151,7 @@ class WalletGatewaySimulator:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> "WalletGatewaySimulator":
+    def start(self) -> WalletGatewaySimulator:
         self._stopping.clear()
         serve(self, _Handler, "wallet-gateway-sim")
         return self
@@ -160,7 +160,7 @@ class WalletGatewaySimulator:
         self._stopping.set()
         shut(self)
 
-    def __enter__(self) -> "WalletGatewaySimulator":
+    def __enter__(self) -> WalletGatewaySimulator:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -331,6 +331,8 @@ class _Handler(JsonHandler):
         if auth != f"Bearer {sim.api_key}" or not sim.api_key:
             return self._send(401, {"error": "unauthorized"})
         parts = [unquote(p) for p in path.split("/")[1:]]
+        code: int
+        answer: dict[str, Any]
         if method == "GET" and parts == ["v1", "health"]:
             code, answer = 200, {"ok": True}
         elif method == "POST" and parts == ["v1", "orders"]:
@@ -382,8 +384,8 @@ class _Handler(JsonHandler):
             return self._send(200, {"pending": sim.pending_refs()})
         return self._send(404, {"error": "no such admin endpoint"})
 
-    def do_GET(self) -> None:   # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:   # http.server's naming
         self._route("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._route("POST")
