@@ -54,7 +54,7 @@ class _Table:
             return default
         v = self.data[name]
         kinds = kind if isinstance(kind, tuple) else (kind,)
-        if isinstance(v, bool) and bool not in kinds or not isinstance(v, kinds):
+        if (isinstance(v, bool) and bool not in kinds) or not isinstance(v, kinds):
             want = " or ".join(_type_name(k) for k in kinds)
             raise self.error(name, f"must be {want}, got {_show(v)}")
         if choices and v not in choices:
@@ -79,7 +79,7 @@ class _Table:
         except MoneyError as exc:
             raise self.error(name, str(exc)) from None
 
-    def table(self, name: str, required: bool = False) -> "_Table":
+    def table(self, name: str, required: bool = False) -> _Table:
         self.seen.add(name)
         if name not in self.data and required:
             raise self.error(name, "table is required")
@@ -266,8 +266,9 @@ def load(path: str | Path | None = None, *, data_dir: str | Path | None = None) 
     from drivers.registry import known_drivers, options_of
     for name, dev in devices.items():
         if dev.driver not in known_drivers(name):
+            known = ", ".join(known_drivers(name))
             raise ConfigError(file, f"{name}.driver",
-                              f"unknown driver {dev.driver!r} (have {', '.join(known_drivers(name))})")
+                              f"unknown driver {dev.driver!r} (have {known})")
         _check_options(file, name, dev, options_of(name, dev.driver))
 
     return Settings(

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from . import events as ev
+from . import ledger
 from .engine import Engine, Phase, State, Txn
 
 SCHEMA = """
@@ -162,6 +163,7 @@ class Journal:
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)",
                             (SCHEMA_VERSION,))
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('kiosk_id', ?)", (kiosk_id,))
+        ledger.install(self.db)      # postings and running totals (kiosk/ledger.py)
 
     def close(self) -> None:
         self.db.close()
@@ -187,6 +189,7 @@ class Journal:
             "INSERT INTO events (ts, ref, kind, data, fact_source, fact_key)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (ts, ref, rec.kind(), json.dumps(rec.to_dict(), sort_keys=True), source, key))
+        ledger.post(self.db, int(cur.lastrowid or 0), ts, ref, rec)   # same SQL transaction
         return int(cur.lastrowid or 0)
 
     def open_transaction(self, txn: Txn) -> str:
@@ -213,6 +216,17 @@ class Journal:
         """Write one record durably. Returns its sequence number (a keyed fact entered
         before: the first entry's)."""
         return self.enter(ref, rec).seq
+
+    def annotate(self, items: list[tuple[str | None, ev.Record]]) -> None:
+        """Write annotations (records that change no table, e.g. RecoveryStarted) in one
+        SQL transaction: one wait for the write lock and one sync for all of them."""
+        if not items:
+            return
+        now = time.time()
+        with self._tx():
+            for ref, rec in items:
+                self._insert_event(now, ref, rec)
+        self._written()
 
     def _note_owner(self, key: str) -> str | None:
         """The open transaction whose StackNote (or ReturnNote) named note `key`."""
@@ -267,6 +281,10 @@ class Journal:
                                " AND status='open'", (a, r))
         self._written()
         return Entry(seq, rec, ref, True)
+
+    def is_closed(self, ref: str | None) -> bool:
+        row = self.db.execute("SELECT status FROM transactions WHERE ref=?", (ref,)).fetchone()
+        return row is not None and row[0] == "closed"
 
     def cash_box_removed(self) -> bool:
         """Was the cash box taken out (CashBoxRemoved) with no insertion since?"""
@@ -361,8 +379,8 @@ class Journal:
     def recovered(self, limit: int = 50) -> list[TxnRow]:
         """Transactions the kiosk found unfinished at a start and resumed, newest first."""
         return [self._txn(r) for r in self.db.execute(
-            "SELECT t.* FROM transactions t WHERE EXISTS (SELECT 1 FROM events e WHERE"
-            " e.ref = t.ref AND e.kind = 'RecoveryStarted') ORDER BY t.number DESC LIMIT ?",
+            "SELECT * FROM transactions WHERE ref IN (SELECT ref FROM events"
+            " WHERE kind = 'RecoveryStarted') ORDER BY number DESC LIMIT ?",
             (limit,))]
 
     def unresolved(self) -> list[TxnRow]:

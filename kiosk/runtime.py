@@ -243,6 +243,7 @@ class Runtime:
         calls_payment.rewatch_closed_qr_orders(self)
         pending = self.journal.pending_note()
         refs = []
+        found: list[tuple[str | None, ev.Record]] = []
         rows = self.journal.unresolved()
         for i, row in enumerate(rows):
             if row.ref in self.background:
@@ -254,14 +255,16 @@ class Runtime:
             self.background[row.ref] = bg
             log.warning("resuming unfinished transaction %s (%s, paid %d)", row.ref,
                         plan.state.phase.value, plan.state.txn.paid)
-            self.journal.append(row.ref, ev.RecoveryStarted(row.ref, plan.state.phase.value,
-                                                            plan.state.txn.paid))
+            found.append((row.ref, ev.RecoveryStarted(row.ref, plan.state.phase.value,
+                                                      plan.state.txn.paid)))
             self.spawn(self._run_background(bg, plan.carry, list(plan.first)))
             if note:
                 self.spawn(self._note_verdict(bg))
             refs.append(row.ref)
             if (i + 1) % 100 == 0:
                 log.info("recovery: %d of %d transactions resumed", i + 1, len(rows))
+        # What the technician reads: one write for all (the sessions run once this returns).
+        self.journal.annotate(found)
         if refs:
             log.info("recovery: %d transactions resumed in %.2f s", len(refs),
                      time.monotonic() - started)

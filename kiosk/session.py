@@ -88,6 +88,8 @@ class Session:
             if not entry.new:
                 # A device or service told the same money fact twice: it counts once.
                 log.warning("%s for %s repeated: entered once already", e.kind(), entry.ref)
+                if self.background and self.rt.journal.is_closed(self.state.txn.ref):
+                    self.done.set()     # the other session that heard it first finished it
                 return
             e = entry.record
         before = self.state

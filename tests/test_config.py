@@ -28,9 +28,9 @@ def test_default_config_loads(tmp_path: Path) -> None:
     assert s.ui.languages == ("en", "zh_CN")
     assert set(s.devices) == {"sim_reader", "cash", "card", "printer", "backend", "wallet"}
     assert {n: d.driver for n, d in s.devices.items()} == {
-        "sim_reader": "simulated", "cash": "id003", "card": "zvt",
-        "printer": "escpos", "backend": "reloadly", "wallet": "http"}
-    assert s.devices["cash"].options["simulator"] is True
+        "sim_reader": "simulated", "cash": "id003-sim", "card": "zvt-sim",
+        "printer": "escpos-sim", "backend": "reloadly", "wallet": "http"}
+    assert "port" not in s.devices["cash"].options       # the simulator provides it
     assert s.data_dir == tmp_path
     assert s.journal_path == tmp_path / "journal.sqlite3"
     assert len(s.catalog.products) == 14
@@ -76,7 +76,7 @@ DEFECTS = [
     Defect("duplicate_denomination", "kiosk.toml", r'^cash_denominations = .*$',
            'cash_denominations = ["20.00", "20"]', "kiosk.toml", "payments.cash_denominations",
            r"distinct"),
-    Defect("unknown_driver", "kiosk.toml", r'^(\[cash\]\n)driver = "id003"',
+    Defect("unknown_driver", "kiosk.toml", r'^(\[cash\]\n(?:#.*\n)*)driver = "id003-sim"',
            r'\1driver = "id003-nope"', "kiosk.toml", "cash.driver",
            r"unknown driver 'id003-nope'"),
     Defect("unknown_backend_driver", "kiosk.toml", r'^(\[backend\]\n)driver = "reloadly"',
@@ -172,6 +172,17 @@ def test_a_variant_config_overrides_its_base_table_by_table(tmp_path: Path) -> N
     assert s.kiosk_id == "K0001"
 
 
+def test_real_serial_devices_are_one_word_and_a_port_away(tmp_path: Path) -> None:
+    s = load(_variant(tmp_path, '[cash]\ndriver = "id003"\nport = "/dev/kiosk-acceptor"\n'
+                                '[card]\ndriver = "zvt"\nport = "/dev/kiosk-card"\n'
+                                '[printer]\ndriver = "escpos"\nport = "/dev/kiosk-printer"\n'))
+    assert {n: (d.driver, d.options.get("port")) for n, d in s.devices.items()
+            if n in ("cash", "card", "printer")} == {
+        "cash": ("id003", "/dev/kiosk-acceptor"), "card": ("zvt", "/dev/kiosk-card"),
+        "printer": ("escpos", "/dev/kiosk-printer")}
+    assert s.devices["cash"].options["poll_ms"] == 150               # the rest from base
+
+
 def test_the_shipped_pcsc_demo_config_loads() -> None:
     s = load(DEFAULT_CONFIG.parent / "demo-pcsc.toml")
     assert s.devices["sim_reader"].driver == "pcsc"
@@ -184,6 +195,11 @@ def test_the_shipped_pcsc_demo_config_loads() -> None:
     ('[sim_reader]\ndriver = "pcsc"\npolls = 3\n', "sim_reader.polls", "unknown option"),
     ('[sim_reader]\ndriver = "pcsc"\npoll_ms = "fast"\n', "sim_reader.poll_ms",
      "must be an integer"),
+    # A simulated serial device takes no port (its simulator provides one), and simulation
+    # is chosen by the driver's name, not by a flag.
+    ('[cash]\nport = "/dev/kiosk-acceptor"\n', "cash.port", "unknown option"),
+    ('[printer]\ndriver = "escpos"\nsimulator = true\n', "printer.simulator",
+     "unknown option"),
 ])
 def test_driver_options_are_checked_at_start(tmp_path: Path, text: str, key: str,
                                              reason: str) -> None:

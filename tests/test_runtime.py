@@ -262,6 +262,31 @@ async def test_pending_topup_resolved_in_the_background(settings: Settings) -> N
         await rt.stop()
 
 
+async def test_a_pending_answer_heard_first_by_the_customers_session(settings: Settings) -> None:
+    """PENDING: the customer's session and the background one both ask the provider. When
+    the customer's hears the answer first and closes the transaction, the background
+    session's repeat of the same answer counts for nothing and the session ends."""
+    backend = fast_backend(SlowStatusBackend)
+    backend.mode = "timeout"
+    rt = Runtime(replace(settings, max_unknown_queries=1), devices=make_devices(settings, backend))
+    await rt.start()
+    try:
+        ref = await choose(rt, "luzon-keep", 1500, "cash")
+        await insert(rt, 2000)
+        await until(lambda: rt.state.txn.outcome is Outcome.PENDING, "a PENDING result")
+        assert ref in rt.background
+        rt.post(ev.TopUpSucceeded(ref, "OP1"))             # the customer's query answered
+        await until(closed(rt, ref), "the customer's session to close it")
+        backend.answers = True                             # the background one hears it too
+        await until(lambda: ref not in rt.background, "the background session to end")
+        r = row(rt, ref)
+        assert (r.outcome, r.paid, r.credited, r.voucher) == ("success", 2000, 1500, 500)
+        assert [e.kind for e in rt.journal.events(ref)].count("CloseTransaction") == 1
+        assert [e.kind for e in rt.journal.events(ref)].count("TopUpSucceeded") == 1
+    finally:
+        await rt.stop()
+
+
 async def test_qr_purchase(rt: Runtime) -> None:
     wallet: SimulatedWallet = rt.devices["wallet"]
     backend: SimulatedBackend = rt.devices["backend"]

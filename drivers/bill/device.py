@@ -20,6 +20,7 @@ What the device's `record` counts as physical truth:
   POWER_UP_BILL_IN_ACCEPTOR then RESET). Rejected notes are not escrowed: their reasons go to
   `rejected`. An ACCEPTOR_JAM note goes to `jammed` only (the technician pulls it out).
 - `vend_valid_acked`: VEND_VALIDs the host acknowledged (one per note).
+- `resets`: RESET commands the host sent (a driver must not reset with a note in transit).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Record:
     rejected: list[str] = field(default_factory=list)    # REJECT_REASONS names
     vend_valid_acked: int = 0
     jammed: list[int] = field(default_factory=list)      # notes caught in a jam
+    resets: int = 0                                      # RESET commands taken
 
 
 @dataclass
@@ -213,6 +215,7 @@ class Id003Device:
             self._run(_Step(Status.STACKED, once=True))
 
     def _reset(self) -> None:
+        self.record.resets += 1
         status = self._step.status if self._step is not None else None
         if status in (Status.STACKING, Status.POWER_UP_BILL_IN_STACKER):
             self._to_stacker()

@@ -28,6 +28,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 
+from ..crc import crc16_kermit  # the frame CRC (tests reach it as id003.crc16_kermit)
+
 SYNC = 0xFC
 HEADER = 3                      # SYNC LNG CMD
 OVERHEAD = 5                    # SYNC LNG CMD + 2 CRC bytes
@@ -159,16 +161,6 @@ MASK_SLOTS = 16                     # the 2-byte mask of ENABLE_DENOMINATIONS
 
 
 # ---------------------------------------------------------------------------- framing
-def crc16_kermit(data: bytes) -> int:
-    """CRC-16/KERMIT: poly 0x1021 reflected (0x8408), init 0, no final xor."""
-    crc = 0
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
-    return crc
-
-
 def encode(cmd: int, data: bytes = b"") -> bytes:
     """One frame: FC LNG CMD DATA CRCL CRCH."""
     if not 0 <= cmd <= 0xFF:

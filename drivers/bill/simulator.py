@@ -1,37 +1,29 @@
 """An ID-003 banknote acceptor on the far side of a real pty, byte for byte.
 
 The host opens `sim.link` with pyserial (9600 8E1; parity means nothing on a pty) exactly as
-it opens `/dev/serial/by-id/...` on a kiosk. `link` is a symlink to the current
-`/dev/pts/N`, like a udev name: `unplug(seconds)` closes the pty and removes the link, and
-after `seconds` a new pty (a new N) appears behind the same link, the device in POWER_UP,
-like a USB-serial adapter coming back. What the host sees meanwhile (pyserial 3.5, Linux):
-`read()` raises SerialException("device reports readiness to read but returned no data
-..."), `write()` raises SerialException("write failed: [Errno 5] Input/output error"),
-`in_waiting` raises a bare OSError(EIO), and opening the link raises SerialException
-(errno 2) until the new pty is there; then opening the link again works.
+it opens `/dev/serial/by-id/...` on a kiosk; the pty, the link, unplugging and cleaning up
+are `drivers/ptysim.py`'s. After `unplug(seconds)` the device comes back in POWER_UP (or a
+power-up with a bill), like an acceptor whose USB-serial adapter was pulled out and back.
 
-A daemon thread reads the master, cuts frames with id003.Decoder (a frame with a bad CRC is
-ignored, as a real device does) and answers each with `Id003Device.handle`, after
-`reply_delay`. Line faults (`garbage`, `bad_crc_next`, `slow`, `unplug`) live here; the
-device's own scenarios (jams, counterfeit, ...) are forwarded under the lock, so customer
-actions are safe from any thread.
+The simulator's thread cuts frames with id003.Decoder (a frame with a bad CRC is ignored,
+as a real device does) and answers each with `Id003Device.handle`, after `reply_delay`.
+Line faults (`garbage`, `bad_crc_next`, `slow`, `drop_replies`, `corrupt_replies`,
+`unplug_at`, and the base's `unplug`) live here; the device's own
+scenarios (jams, counterfeit, ...) are forwarded under the lock, so customer actions are
+safe from any thread. As a kiosk device it is the driver "id003-sim" (drivers/registry.py):
+the real ID-003 driver on this simulator's link, with `for_driver`'s notes.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
-import select
-import shutil
-import tempfile
 import threading
-import time
-import tty
 from collections.abc import Iterable
 
+from ..ptysim import PtySimulator
 from .device import Id003Device, Record, Timings
-from .id003 import Decoder, Frame, Status
+from .id003 import Command, Decoder, Frame, Status
 
 log = logging.getLogger("kiosk.cash.sim")
 
@@ -43,6 +35,11 @@ PHP_NOTES = {0x61: 2000, 0x62: 5000, 0x63: 10000, 0x64: 20000, 0x65: 50000, 0x66
 COUNTRY_CODE_PHP = 0xF0
 
 
+def _reports(frame: Frame, reply: bytes, status: Status) -> bool:
+    """`reply` answers a status request with `status`."""
+    return frame.cmd == Command.STATUS_REQUEST and reply[2:3] == bytes((status,))
+
+
 def default_codes(values: Iterable[int] = ()) -> dict[int, int]:
     """Escrow codes from 0x61 for note values in minor units, smallest first (PHP notes if
     none are given)."""
@@ -50,17 +47,21 @@ def default_codes(values: Iterable[int] = ()) -> dict[int, int]:
     return {0x61 + i: value for i, value in enumerate(ordered)}
 
 
-class Id003Simulator:
+class Id003Simulator(PtySimulator):
+    link_name = "acceptor"
+    temp_prefix = "id003-"
+    thread_name = "id003-sim"
+    what = "ID-003 device"
+    logger = log
+    read_size = 512
+
     def __init__(self, denominations: dict[int, int] | None = None, currency_exponent: int = 2,
                  country_code: int = COUNTRY_CODE_PHP, link_dir: str | None = None,
                  reply_delay: float = 0.0, timings: Timings | None = None,
                  seed: int = 3) -> None:
+        super().__init__(link_dir)
         self.device = Id003Device(denominations or PHP_NOTES, currency_exponent,
                                   country_code, timings=timings)
-        self._own_dir = link_dir is None
-        self.link_dir = link_dir or tempfile.mkdtemp(prefix="id003-")
-        self.link = os.path.join(self.link_dir, "acceptor")
-        self.pty_path = ""                    # the /dev/pts/N behind the link now
         self.reply_delay = reply_delay
         self.decoder = Decoder()              # host frames; replaced with each new pty
         self.frames_handled = 0               # valid host frames (the host's ACK has no reply)
@@ -68,85 +69,32 @@ class Id003Simulator:
         self._rng = random.Random(seed)
         self._garbage = b""
         self._bad_crc_next = False
-        self._master = self._slave = -1
-        self._unplug_for: float | None = None
-        self._plugged = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    # ------------------------------------------------------------------ lifecycle
-    def start(self) -> Id003Simulator:
-        self._open_pty()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._serve, name="id003-sim", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=3)
-            self._thread = None
-        self._close_pty()
-        if self._own_dir:
-            shutil.rmtree(self.link_dir, ignore_errors=True)
-
-    def __enter__(self) -> Id003Simulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _open_pty(self) -> None:
-        master, slave = os.openpty()
-        tty.setraw(slave)                     # no echo, no line discipline: bytes as sent
-        self._master, self._slave = master, slave
-        self.pty_path = os.ttyname(slave)
-        self.decoder = Decoder()
-        tmp = self.link + ".new"
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        os.symlink(self.pty_path, tmp)
-        os.replace(tmp, self.link)            # the name never points at nothing mid-swap
-        self._plugged.set()
-
-    def _close_pty(self) -> None:
-        self._plugged.clear()
-        if os.path.lexists(self.link):
-            os.unlink(self.link)
-        for fd in (self._master, self._slave):
-            if fd >= 0:
-                os.close(fd)
-        self._master = self._slave = -1
+    @classmethod
+    def for_driver(cls, denominations: Iterable[int] = (), **_driver_options: object
+                   ) -> Id003Simulator:
+        """The device for a kiosk's ID-003 driver ("id003-sim"): its notes, from 0x61."""
+        return cls(default_codes(denominations))
 
     # ------------------------------------------------------------------ serving
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            if self._unplug_for is not None:
-                self._unplugged_for(self._unplug_for)
-                continue
-            ready, _, _ = select.select([self._master], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(self._master, 512)
-            except OSError as exc:            # no slave side open: nothing to read
-                log.debug("pty read: %s", exc)
-                self._stop.wait(0.05)
-                continue
-            for frame in self.decoder.feed(chunk):
-                self._answer(frame)
+    def _new_line(self) -> None:
+        self.decoder = Decoder()
 
-    def _unplugged_for(self, seconds: float) -> None:
-        self._close_pty()
-        if self._stop.wait(seconds):
-            return
+    def _replugged(self) -> None:
         with self._lock:
             self.device.power_cycle()
-            self._unplug_for = None
-        self._open_pty()
+
+    def _on_data(self, chunk: bytes) -> bytes:
+        for frame in self.decoder.feed(chunk):
+            self._answer(frame)               # each answer is written as it is ready
+        return b""
 
     def _answer(self, frame: Frame) -> None:
+        at = self._unplug_at
+        if at is not None and at[2]:          # the host read that reply: pull the plug now
+            self._unplug_at = None
+            self._unplug_for = at[1]          # the serving loop unplugs; this frame is lost
+            return
         if self.reply_delay and self._stop.wait(self.reply_delay):
             return
         with self._lock:
@@ -160,26 +108,23 @@ class Id003Simulator:
                 self._bad_crc_next = False
             if reply and self._garbage:
                 reply, self._garbage = self._garbage + reply, b""
+            reply = self._line_faulted(frame, reply or b"")
             self.frames_handled += 1
-        if reply:
-            try:
-                os.write(self._master, reply)
-            except OSError as exc:
-                log.debug("pty write: %s", exc)
+        self._to_host(reply)
+        if at is not None and _reports(frame, reply, at[0]):
+            self._unplug_at = (at[0], at[1], True)
+
+    def _line_faulted(self, frame: Frame, reply: bytes) -> bytes:
+        fault = self._line_fault
+        if fault is None or not reply:
+            return reply
+        kind, left, when = fault
+        if when is not None and not _reports(frame, reply, when):
+            return reply
+        self._line_fault = (kind, left - 1, None) if left > 1 else None
+        return b"" if kind == "drop" else reply[:-1] + bytes((reply[-1] ^ 0xFF,))
 
     # ------------------------------------------------------------------ line faults
-    def unplug(self, seconds: float) -> None:
-        """The port disappears now (returns once it is gone); a new pty appears behind the
-        same link after `seconds`, the device power-cycled (POWER_UP, or a power-up with a
-        bill if a note was mid-cycle). `wait_plugged()` waits for it."""
-        self._unplug_for = seconds
-        deadline = time.monotonic() + 2.0
-        while self._plugged.is_set() and self._thread is not None and time.monotonic() < deadline:
-            time.sleep(0.01)
-
-    def wait_plugged(self, timeout: float = 5.0) -> bool:
-        return self._plugged.wait(timeout)
-
     def garbage(self, n: int, data: bytes | None = None) -> None:
         """The next reply is preceded by `n` random bytes (or by `data`)."""
         with self._lock:
@@ -193,6 +138,26 @@ class Id003Simulator:
     def slow(self, seconds: float) -> None:
         """Every reply from now on comes `seconds` late (0 to stop)."""
         self.reply_delay = seconds
+
+    # Class defaults: a simulator starts with none of these faults armed.
+    _line_fault: tuple[str, int, Status | None] | None = None   # (kind, replies, from status)
+    _unplug_at: tuple[Status, float, bool] | None = None        # (status, seconds, seen)
+
+    def drop_replies(self, n: int, when: Status | None = None) -> None:
+        """The next `n` replies are lost on the line (the device did act on the frames):
+        from now, or from the first reply reporting the status `when`."""
+        with self._lock:
+            self._line_fault = ("drop", n, when)
+
+    def corrupt_replies(self, n: int, when: Status | None = None) -> None:
+        """Like drop_replies, but the `n` replies arrive with a broken CRC."""
+        with self._lock:
+            self._line_fault = ("corrupt", n, when)
+
+    def unplug_at(self, status: Status, seconds: float) -> None:
+        """Once the host has a reply reporting `status`, unplug for `seconds` as its next
+        frame arrives (that frame is lost; the device power-cycles, as with unplug())."""
+        self._unplug_at = (status, seconds, False)
 
     # ------------------------------------------------------------------ the device
     @property

@@ -1,10 +1,10 @@
 """A ZVT payment terminal on the far side of a real pty, byte for byte.
 
-The kiosk opens `sim.link` with pyserial exactly as it opens `/dev/serial/by-id/...`; `link`
-is a symlink to the current `/dev/pts/N`, like a udev name. `unplug(seconds)` closes the pty
-and removes the link; after `seconds` a new pty appears behind the same link and the
-terminal has restarted (it forgot the registration, its ledger is kept: a real terminal
-keeps its journal across power loss).
+The kiosk opens `sim.link` with pyserial exactly as it opens `/dev/serial/by-id/...`; the
+pty, the link, unplugging and cleaning up are `drivers/ptysim.py`'s. After `unplug(seconds)`
+the terminal has restarted (it forgot the registration, its ledger is kept: a real terminal
+keeps its journal across power loss). As a kiosk device it is the driver "zvt-sim"
+(drivers/registry.py): the real ZVT driver on this simulator's link.
 
 It speaks the terminal's side with `zvt.Channel` and the message functions of `zvt`: every
 valid frame is ACKed (a bad CRC is NAKed), every command answered with 80 00 00 (or 84 xx),
@@ -23,19 +23,15 @@ step, so any thread may set them: `next_outcome` (kept until changed), `reversal
 from __future__ import annotations
 
 import logging
-import os
 import random
-import select
-import shutil
-import tempfile
 import threading
 import time
-import tty
 from collections import deque
 from dataclasses import dataclass, field
 
 from kiosk.money import CURRENCIES, fmt
 
+from ..ptysim import PtySimulator
 from . import zvt
 from .zvt import Apdu, Code, StatusInformation
 
@@ -70,19 +66,25 @@ class _Unplugged(Exception):
     pass
 
 
-class ZvtSimulator:
+class ZvtSimulator(PtySimulator):
+    link_name = "terminal"
+    temp_prefix = "zvt-"
+    thread_name = "zvt-sim"
+    what = "ZVT terminal"
+    logger = log
+    unplug_wait_s = 3.0
+    join_s = 5.0
+
     def __init__(self, link_dir: str | None = None, terminal_id: str = "52500038",
                  password: str = "000000", currency: int = 608, step_s: float = 0.3,
                  slow_s: float = 2.0, no_answer_s: float = 30.0, t1_s: float = 0.5,
                  t3_s: float = 3.0, reversal_last_only: bool = True, seed: int = 7) -> None:
-        self._own_dir = link_dir is None
-        self.link_dir = link_dir or tempfile.mkdtemp(prefix="zvt-")
-        self.link = os.path.join(self.link_dir, "terminal")
-        self.pty_path = ""
+        super().__init__(link_dir)
         self.terminal_id, self.password, self.currency = terminal_id, password, currency
         self.step_s, self.slow_s, self.no_answer_s = step_s, slow_s, no_answer_s
         self.t1_s, self.t3_s = t1_s, t3_s
         self.next_outcome = "approve"
+        self.approve_amount: int | None = None   # approve this instead of what was asked
         self.reversal_works = True
         self.reversal_last_only = reversal_last_only    # most terminals: the last one only
         self.offline = False                            # silent: no ACK, no answer
@@ -98,106 +100,40 @@ class ZvtSimulator:
         self._abort_requested = False
         self._noise_next = b""
         self._corrupt_next = False
-        self._master = self._slave = -1
-        self._unplug_for: float | None = None
-        self._plugged = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    # ------------------------------------------------------------------ lifecycle
-    def start(self) -> ZvtSimulator:
-        self._open_pty()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._serve, name="zvt-sim", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._close_pty()
-        if self._own_dir:
-            shutil.rmtree(self.link_dir, ignore_errors=True)
-
-    def __enter__(self) -> ZvtSimulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def unplug(self, seconds: float) -> None:
-        """The port disappears now (returns once it is gone); a new pty appears behind the
-        same link after `seconds`, the terminal restarted. `wait_plugged()` waits for it."""
-        self._unplug_for = seconds
-        deadline = time.monotonic() + 3.0
-        while self._plugged.is_set() and self._thread is not None and time.monotonic() < deadline:
-            time.sleep(0.01)
-
-    def wait_plugged(self, timeout: float = 5.0) -> bool:
-        return self._plugged.wait(timeout)
-
-    def _open_pty(self) -> None:
-        master, slave = os.openpty()
-        tty.setraw(slave)                     # no echo, no line discipline: bytes as sent
-        self._master, self._slave = master, slave
-        self.pty_path = os.ttyname(slave)
-        self._channel = zvt.Channel()
-        self._inbox.clear()
-        tmp = self.link + ".new"
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        os.symlink(self.pty_path, tmp)
-        os.replace(tmp, self.link)            # the name never points at nothing mid-swap
-        self._plugged.set()
-
-    def _close_pty(self) -> None:
-        self._plugged.clear()
-        if os.path.lexists(self.link):
-            os.unlink(self.link)
-        for fd in (self._master, self._slave):
-            if fd >= 0:
-                os.close(fd)
-        self._master = self._slave = -1
+    @classmethod
+    def for_driver(cls, currency: str = "PHP", password: str = "000000",
+                   **_driver_options: object) -> ZvtSimulator:
+        """The terminal for a kiosk's ZVT driver ("zvt-sim"): its currency and password."""
+        if currency not in CURRENCIES:
+            raise ValueError(f"unknown currency {currency!r}")
+        return cls(currency=CURRENCIES[currency][0], password=password)
 
     # ------------------------------------------------------------------ the line
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if self._unplug_for is not None:
-                    self._unplugged_for(self._unplug_for)
-                    continue
-                self._pump(0.05)
-                while self._inbox:
-                    self._handle(self._inbox.popleft())
-            except _Unplugged:
-                continue
-            except Exception:             # a simulator bug must not kill the line
-                log.exception("simulated ZVT terminal failed")
+    def _new_line(self) -> None:
+        self._channel = zvt.Channel()
+        self._inbox.clear()
 
-    def _unplugged_for(self, seconds: float) -> None:
-        self._close_pty()
-        if self._stop.wait(seconds):
-            return
+    def _replugged(self) -> None:
         self.registered = False
         self._abort_requested = False
-        self._unplug_for = None
-        self._open_pty()
+
+    def _serve_once(self) -> None:
+        try:
+            self._pump(self.poll_s)
+            while self._inbox:
+                self._handle(self._inbox.popleft())
+        except _Unplugged:
+            pass
 
     def _pump(self, timeout: float) -> list[zvt.LinkEvent]:
         """Read what comes within `timeout`, answer ACK/NAK, queue received APDUs; return
         the link events about our own frame (Delivered / SendFailed)."""
         if self._unplug_for is not None or self._stop.is_set():
             raise _Unplugged
-        ready, _, _ = select.select([self._master], [], [], timeout)
-        if not ready:
-            return []
-        try:
-            chunk = os.read(self._master, 4096)
-        except OSError:                       # no slave side open: nothing to read
-            self._stop.wait(timeout)
+        chunk = self._read(timeout)
+        if not chunk:
             return []
         if self.offline:
             return []
@@ -220,10 +156,7 @@ class ZvtSimulator:
         if self._corrupt_next and len(data) > 4 and data[:2] == b"\x10\x02":
             data = data[:-1] + bytes((data[-1] ^ 0x5A,))   # one bad CRC, sent once
             self._corrupt_next = False
-        try:
-            os.write(self._master, data)
-        except OSError as exc:
-            log.debug("pty write: %s", exc)
+        self._to_host(data)
 
     def _send(self, apdu: bytes) -> bool:
         """One frame to the ECR, until ACKed (repeats on NAK / after t1_s)."""
@@ -353,6 +286,8 @@ class ZvtSimulator:
             self._end_unpaid(amount, zvt.RESULT_ABORTED, tell=False)
             raise
         approved = outcome != "decline"
+        if approved and self.approve_amount is not None:
+            amount = self.approve_amount          # a terminal that approves another amount
         self._trace += 1
         self._receipt += 1
         info = StatusInformation(

@@ -1,13 +1,13 @@
 """A ZVT card terminal on a serial port (pyserial), the kiosk being the ECR; its own thread.
 
 The protocol is `drivers/card_terminal/zvt.py` (pure); this module owns the port. One
-daemon thread opens it (9600 8N2), registers (06 00) and then runs one command at a time
-from a queue: authorisation, reversal, repeat receipt, status enquiry. Coroutines queue a
-job with a concurrent Future and await it through `asyncio.wrap_future`, so the event loop
-never waits on the line. Between commands the thread keeps reading: a vanished port is
-noticed at once (DeviceStatus("card", False) once, then reopened with back-off and
-registered again, DeviceStatus("card", True)), and a result the terminal delivers late is
-confirmed and remembered.
+daemon thread (the loop of `drivers/serialworker.py`) opens it (9600 8N2), registers (06 00)
+and then runs one command at a time from a queue: authorisation, reversal, repeat receipt,
+status enquiry. Coroutines queue a job with a concurrent Future and await it through
+`asyncio.wrap_future`, so the event loop never waits on the line. Between commands the
+thread keeps reading: a vanished port is noticed at once (DeviceStatus("card", False)
+once, then reopened with back-off and registered again, DeviceStatus("card", True)), and a
+result the terminal delivers late is confirmed and remembered.
 
 Timers: `t1_s` for the ACK of each frame (3 repeats), `t3_s` for the terminal's first
 answer (80 00 00) to a command, `t4_s` for the whole command. A payment the terminal has
@@ -30,7 +30,6 @@ import asyncio
 import concurrent.futures
 import logging
 import queue
-import termios
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,18 +39,11 @@ from kiosk import events as ev
 from kiosk.money import CURRENCIES
 
 from ..base import CardResult, CardTerminal, Sink
+from ..serialworker import NotAnswering, PortGone, SerialWorker
 from . import zvt
 from .zvt import Apdu, Code
 
 log = logging.getLogger("kiosk.card")
-
-
-class _PortGone(Exception):
-    """The serial port failed or vanished (or the driver is stopping)."""
-
-
-class _NotAnswering(Exception):
-    """The terminal does not take frames, or refuses to work (registration failed)."""
 
 
 @dataclass
@@ -86,16 +78,21 @@ class _Unknown:
     baseline: str | None                         # last receipt number known before it
 
 
-class ZvtTerminal(CardTerminal):
+class ZvtTerminal(SerialWorker, CardTerminal):
     BUSY_RETRIES = 20                # a busy terminal (84 9C) is asked again ...
     BUSY_WAIT_S = 0.5                # ... this often
+    thread_name = "zvt"
+    what = "card terminal"
+    logger = log
+
     def __init__(self, port: str = "", password: str = "000000", currency: str = "PHP",
-                 simulator: bool = False, t1_s: float = 0.5, t3_s: float = 5.0,
-                 t4_s: float = 180.0, print_on_ecr: bool = True) -> None:
+                 t1_s: float = 0.5, t3_s: float = 5.0, t4_s: float = 180.0,
+                 print_on_ecr: bool = True) -> None:
         zvt.password_bytes(password)             # a bad password is a configuration error
         if currency not in CURRENCIES:
             raise ValueError(f"unknown currency {currency!r}")
-        self.port, self.password, self.currency = port, password, currency
+        super().__init__(port)
+        self.password, self.currency = password, currency
         self.currency_code = CURRENCIES[currency][0]
         self.t1_s, self.t3_s, self.t4_s = t1_s, t3_s, t4_s
         self.print_on_ecr = print_on_ecr
@@ -104,13 +101,6 @@ class ZvtTerminal(CardTerminal):
         if print_on_ecr:
             self.config |= (zvt.Config.ECR_PRINTS_PAYMENT_RECEIPTS
                             | zvt.Config.ECR_PRINTS_ADMIN_RECEIPTS)
-        self.simulator: Any = None
-        if simulator:
-            # The demo and the tests: a byte-exact ZVT terminal behind a real pty.
-            from .simulator import ZvtSimulator
-            self.simulator = ZvtSimulator(currency=self.currency_code, password=password)
-            self.simulator.start()
-            self.port = self.simulator.link
         self.sink: Sink = lambda e: None
         # Set by the kiosk: called from this driver's thread with (ref, CardResult) when the
         # terminal reports an approval, BEFORE it is confirmed (80 00 00). True: journaled,
@@ -127,14 +117,10 @@ class ZvtTerminal(CardTerminal):
         self._reversed: dict[str, CardResult] = {}
         self._unknown: dict[str, _Unknown] = {}
         self._jobs: queue.Queue[_Job] = queue.Queue()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._abort_wanted = threading.Event()
         self._payments = 0                       # authorisations queued or running
         self._payments_lock = threading.Lock()
         self._busy = False
-        self._thread: threading.Thread | None = None
-        self._serial: Any = None
         self._channel = zvt.Channel()
         self._inbox: list[Apdu] = []
         self._last_rx = 0.0
@@ -142,19 +128,12 @@ class ZvtTerminal(CardTerminal):
     # ------------------------------------------------------------------ interface
     async def start(self, sink: Sink) -> None:
         self.sink = sink
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="zvt", daemon=True)
-        self._thread.start()
+        self._start_worker()
 
     async def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
         if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, 5)
-            self._thread = None
+            await asyncio.to_thread(self._stop_worker)
         self._fail_queued()
-        if self.simulator is not None:
-            await asyncio.to_thread(self.simulator.stop)
 
     def available(self) -> bool:
         return self.registered and self._thread is not None
@@ -212,7 +191,7 @@ class ZvtTerminal(CardTerminal):
     # ------------------------------------------------------------------ jobs
     def _submit(self, kind: str, *args: Any) -> asyncio.Future[Any]:
         fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        if self._thread is None or not self._thread.is_alive():
+        if not self._running():
             fut.set_result(self._unreachable(kind, args, "the driver is not running"))
         else:
             self._jobs.put(_Job(kind, args, fut))
@@ -247,7 +226,7 @@ class ZvtTerminal(CardTerminal):
         self._busy = job.kind == "authorise"
         try:
             result, lost = handler(*job.args)
-        except (_PortGone, _NotAnswering) as exc:   # nothing reached the terminal
+        except (PortGone, NotAnswering) as exc:     # nothing reached the terminal
             job.future.set_result(self._unreachable(job.kind, job.args, str(exc)))
             raise
         except Exception:                          # a bug: it may have been sent
@@ -261,29 +240,18 @@ class ZvtTerminal(CardTerminal):
             raise lost
 
     # ------------------------------------------------------------------ the thread
-    def _run(self) -> None:
-        backoff = 0.2
-        while not self._stop.is_set():
-            try:
-                self._open()
-                self._register()
-                backoff = 0.2
-                self._serve()
-            except _PortGone as exc:
-                self._down(f"port {self.port} unavailable ({exc})")
-            except _NotAnswering as exc:
-                self._down(str(exc))
-            except Exception:   # noqa: BLE001 - a bug must not end card payments for good
-                log.exception("card terminal loop failed; restarting it")
-                self._down("driver error")
-            finally:
-                self._close()
-            deadline = time.monotonic() + backoff
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                self._fail_queued()              # nobody waits for a terminal that is away
-                self._wake.wait(max(0.0, min(0.1, deadline - time.monotonic())))
-                self._wake.clear()
-            backoff = min(backoff * 2, 5.0)
+    # SerialWorker's loop: _open, _connect (= register), _serve; _down, _backing_off.
+    def _connect(self) -> None:
+        self._register()
+
+    def _backing_off(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            self._fail_queued()                  # nobody waits for a terminal that is away
+            self._wake.wait(max(0.0, min(0.1, deadline - time.monotonic())))
+            self._wake.clear()
+
+    def _stopped(self) -> None:
         self._fail_queued("the driver stopped")
 
     def _serve(self) -> None:
@@ -340,36 +308,21 @@ class ZvtTerminal(CardTerminal):
 
     # ------------------------------------------------------------------ transport
     def _open(self) -> None:
-        import serial   # imported here: only kiosks with a serial terminal need it
         # 9600 8N2 (ecrterm's serial transport); a pty takes these settings as they are.
-        try:
-            self._serial = serial.Serial(self.port, 9600, bytesize=8, parity="N",
-                                         stopbits=2, timeout=0.02, write_timeout=2)
-        except (serial.SerialException, OSError, termios.error, ValueError) as exc:
-            raise _PortGone(str(exc)) from None
+        self._open_port(baudrate=9600, bytesize=8, parity="N", stopbits=2, timeout=0.02,
+                        write_timeout=2)
         self._channel = zvt.Channel()
         self._inbox.clear()
-
-    def _close(self) -> None:
-        s, self._serial = self._serial, None
-        if s is not None:
-            try:
-                s.close()
-            except Exception:   # noqa: BLE001 - closing a vanished port may fail: it is gone
-                pass
 
     def _pump(self, timeout: float) -> list[zvt.LinkEvent]:
         """Read for up to `timeout` (returning as soon as something arrived), answer
         ACK/NAK, queue APDUs; the link events about our own frame are returned."""
-        import serial
         deadline = time.monotonic() + timeout
+        s = self._serial
         while True:
             if self._stop.is_set():
-                raise _PortGone("the driver is stopping")
-            try:
-                chunk = self._serial.read(max(1, self._serial.in_waiting))
-            except (serial.SerialException, OSError, termios.error) as exc:
-                raise _PortGone(str(exc)) from None
+                raise PortGone("the driver is stopping")
+            chunk = self._io(lambda: s.read(max(1, s.in_waiting)))
             now = time.monotonic()
             if chunk:
                 self._last_rx = now
@@ -390,15 +343,12 @@ class ZvtTerminal(CardTerminal):
                 return []
 
     def _write(self, data: bytes) -> None:
-        import serial
         if data:
-            try:
-                self._serial.write(data)
-            except (serial.SerialException, OSError, termios.error) as exc:
-                raise _PortGone(str(exc)) from None
+            s = self._serial
+            self._io(lambda: s.write(data))
 
     def _send(self, apdu: bytes) -> None:
-        """One frame, until ACKed; _NotAnswering after NAKs or silence (3 repeats)."""
+        """One frame, until ACKed; NotAnswering after NAKs or silence (3 repeats)."""
         self._channel.send(apdu)
         self._write(self._channel.data_to_send())
         deadline = time.monotonic() + self.t1_s
@@ -407,11 +357,11 @@ class ZvtTerminal(CardTerminal):
                 if isinstance(e, zvt.Delivered):
                     return
                 if isinstance(e, zvt.SendFailed):
-                    raise _NotAnswering(f"the terminal does not take frames ({e.reason})")
+                    raise NotAnswering(f"the terminal does not take frames ({e.reason})")
             if time.monotonic() >= deadline:
                 for e in self._channel.ack_timeout():
                     if isinstance(e, zvt.SendFailed):
-                        raise _NotAnswering(f"the terminal does not answer ({e.reason})")
+                        raise NotAnswering(f"the terminal does not answer ({e.reason})")
                 self._write(self._channel.data_to_send())
                 deadline = time.monotonic() + self.t1_s
 
@@ -452,7 +402,7 @@ class ZvtTerminal(CardTerminal):
                     self._take(run, msg, show_texts, after_enquiry)
                     if run.accepted is False:
                         return run
-        except (_PortGone, _NotAnswering) as exc:
+        except (PortGone, NotAnswering) as exc:
             run.lost = exc
         return run
 
@@ -531,11 +481,11 @@ class ZvtTerminal(CardTerminal):
         if run.lost is not None:
             raise run.lost
         if run.accepted is False:
-            raise _NotAnswering(f"registration refused (84 {run.refused:02X})")
+            raise NotAnswering(f"registration refused (84 {run.refused:02X})")
         if run.abort_code is not None:
-            raise _NotAnswering(f"registration aborted (result code {run.abort_code:02X})")
+            raise NotAnswering(f"registration aborted (result code {run.abort_code:02X})")
         if run.completion is None:
-            raise _NotAnswering("no answer to the registration")
+            raise NotAnswering("no answer to the registration")
         self.terminal_id = run.completion.terminal_id or self.terminal_id
         self.registered = True
         if self.print_on_ecr:
@@ -578,7 +528,7 @@ class ZvtTerminal(CardTerminal):
                  f" (code {result.result_code:02X})" if result.result_code else "")
         if run.accepted is False and run.refused == zvt.RESULT_NOT_REGISTERED:
             self.registered = False
-            return result, _NotAnswering("the terminal forgot the registration")
+            return result, NotAnswering("the terminal forgot the registration")
         return result, run.lost
 
     def _payment_result(self, ref: str, amount: int, run: _Run) -> CardResult:

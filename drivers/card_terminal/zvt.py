@@ -37,6 +37,8 @@ import re
 from dataclasses import dataclass, fields
 from enum import IntEnum
 
+from ..crc import crc16_kermit as crc16  # the frame CRC, CRC-16/KERMIT
+
 DLE, STX, ETX, ACK, NAK = 0x10, 0x02, 0x03, 0x06, 0x15
 MAX_APDU = 3 + 2 + 0xFFFF               # CLASS INSTR FF LL LH + data
 
@@ -74,16 +76,6 @@ def password_bytes(password: str) -> bytes:
 
 
 # ---------------------------------------------------------------------------- framing
-def crc16(data: bytes) -> int:
-    """CRC-16/KERMIT: poly 0x1021 reflected (0x8408), init 0, no final xor."""
-    crc = 0
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
-    return crc
-
-
 def frame(apdu: bytes) -> bytes:
     """10 02 + APDU with each 10 doubled + 10 03 + CRC over APDU + 03, low byte first."""
     crc = crc16(bytes(apdu) + bytes((ETX,)))

@@ -27,8 +27,10 @@ behind the receipt's bytes on the line (the deadline allows their transmission t
 a paper end met mid-receipt raises PrinterError("paper out"). A real printer may still be
 printing from its buffer when it answers (real-time status is not in sequence), so a paper
 end in the last lines may only show at the next poll. While idle, the status is polled
-every `poll_s`; a vanished port raises DeviceGone and is opened again at the next receipt
-or poll. DeviceStatus is posted once per change of (ok, detail).
+every `poll_s`. The thread runs `drivers/serialworker.py`'s loop: a vanished port raises
+DeviceGone (to the receipt being printed, and to a receipt that comes while the port cannot
+be opened) and is opened again after a back-off, or at once when a receipt comes.
+DeviceStatus is posted once per change of (ok, detail).
 """
 
 from __future__ import annotations
@@ -38,29 +40,26 @@ import concurrent.futures
 import logging
 import os
 import queue
-import termios
 import textwrap
-import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from kiosk import events as ev
 
 from ..base import DeviceGone, DeviceTimeout, PrinterError, ReceiptPrinter, Sink
+from ..serialworker import PortGone, SerialWorker
 from . import escpos_parser as proto
 from .escpos_parser import PrinterStatus
 
 log = logging.getLogger("kiosk.printer")
 
 WRITE_TIMEOUT_S = 5.0
+T = TypeVar("T")
 
 
 class PrinterTimeout(PrinterError, DeviceTimeout):
     """The printer did not answer a status request: switched off, hung or not a printer."""
-
-
-class _PortGone(Exception):
-    pass
 
 
 def layout(lines: list[str], width: int) -> list[str]:
@@ -76,8 +75,35 @@ def layout(lines: list[str], width: int) -> list[str]:
     return out
 
 
+def load_escpos() -> None:
+    """Import python-escpos without litter: at import it makes a temporary folder
+    (`mkdtemp()`, even when ESCPOS_CAPABILITIES_PICKLE_DIR is set), one per process; it is
+    made inside a scratch folder of ours that goes away at once. Its capabilities cache
+    goes to the user's cache folder."""
+    import os
+    import sys
+    import tempfile
+    if "escpos.capabilities" in sys.modules:
+        return
+    before = tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="kiosk-escpos-") as scratch:
+        if "ESCPOS_CAPABILITIES_PICKLE_DIR" not in os.environ:
+            cache = os.path.join(os.path.expanduser("~"), ".cache", "topup-kiosk", "escpos")
+            try:
+                os.makedirs(cache, exist_ok=True)
+            except OSError:             # a read-only home (a hardened service): no cache
+                cache = scratch
+            os.environ["ESCPOS_CAPABILITIES_PICKLE_DIR"] = cache
+        tempfile.tempdir = scratch
+        try:
+            import escpos.printer  # noqa: F401 - the import is the point
+        finally:
+            tempfile.tempdir = before
+
+
 def render(lines: list[str], qr: str | None, width: int, qr_size: int = 6) -> bytes:
     """The bytes of one receipt (pure: python-escpos's Dummy collects them)."""
+    load_escpos()
     from escpos.constants import QR_ECLEVEL_M
     from escpos.printer import Dummy
     p = Dummy()
@@ -100,26 +126,23 @@ def render(lines: list[str], qr: str | None, width: int, qr_size: int = 6) -> by
     return p.output
 
 
-class EscposPrinter(ReceiptPrinter):
+_Job = tuple[concurrent.futures.Future[None], list[str], str | None]
+
+
+class EscposPrinter(SerialWorker, ReceiptPrinter):
+    thread_name = "escpos"
+    what = "printer"
+    logger = log
+
     def __init__(self, port: str = "", baudrate: int = 19200, width: int = 42,
-                 simulator: bool = False, status_timeout_s: float = 0.5,
-                 poll_s: float = 5.0, qr_size: int = 6) -> None:
-        self.port = port
+                 status_timeout_s: float = 0.5, poll_s: float = 5.0, qr_size: int = 6) -> None:
+        super().__init__(port)
         self.baudrate = baudrate
         self.width = width
         self.status_timeout_s = status_timeout_s
         self.poll_s = poll_s
         self.qr_size = qr_size
-        self.simulator: Any = None
-        if simulator:
-            # The demo and the tests: a byte-exact ESC/POS printer behind a real pty.
-            from .escpos_sim import EscposSimulator
-            self.simulator = EscposSimulator(width=width).start()
-            self.port = self.simulator.link
-        self._jobs: queue.Queue[tuple[concurrent.futures.Future[None], list[str],
-                                      str | None] | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._serial: Any = None
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()    # None: stop
         self._paper = "ok"
         self.status: PrinterStatus | None = None
         self.ok: bool | None = None
@@ -132,26 +155,19 @@ class EscposPrinter(ReceiptPrinter):
     # ------------------------------------------------------------------ interface
     async def start(self, sink: Sink) -> None:
         self.sink = sink
-        self._thread = threading.Thread(target=self._run, name="escpos", daemon=True)
-        self._thread.start()
+        self._start_worker()
 
     async def stop(self) -> None:
         if self._thread is not None:
-            self._jobs.put(None)
-            await asyncio.to_thread(self._thread.join, 5)
-            self._thread = None
-        while not self._jobs.empty():                 # queued behind the stop: never printed
-            job = self._jobs.get_nowait()
-            if job is not None and job[0].set_running_or_notify_cancel():
-                job[0].set_exception(DeviceGone("printer driver stopped"))
-        if self.simulator is not None:
-            self.simulator.stop()
+            await asyncio.to_thread(self._stop_worker)    # receipts queued before it print
+        self._fail_queued(DeviceGone("printer driver stopped"))   # behind it: never
 
     async def print_receipt(self, lines: list[str], qr: str | None = None) -> None:
-        if self._thread is None or not self._thread.is_alive():
+        if not self._running():
             raise DeviceGone("printer driver not started")
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._jobs.put((done, list(lines), qr))
+        self._wake.set()                              # a port being waited for: try it now
         await asyncio.wrap_future(done)
 
     def paper(self) -> str:
@@ -176,7 +192,7 @@ class EscposPrinter(ReceiptPrinter):
         (log.info if ok else log.error)("printer %s: %s", "ready" if ok else "unusable", detail)
         try:
             self.sink(ev.DeviceStatus("printer", ok, detail))
-        except Exception:   # noqa: BLE001 - never let a closing loop kill the printer thread
+        except Exception:   # never let a closing loop kill the printer thread
             log.exception("posting DeviceStatus")
 
     def _report_status(self, st: PrinterStatus) -> None:
@@ -189,13 +205,22 @@ class EscposPrinter(ReceiptPrinter):
             self._report(True, "ready")
 
     # ------------------------------------------------------------------ the thread
+    # SerialWorker's loop: _open, then _serve (receipts, and a status poll when idle) until
+    # the port is lost; _port_gone, _backing_off (a receipt cuts it short), and again.
     def _run(self) -> None:
         try:
-            import escpos.printer   # noqa: F401 - loaded here (~0.3 s), not during a receipt
+            load_escpos()          # loaded here (~0.3 s), not during a receipt
         except ImportError:
             log.exception("python-escpos is missing: receipts cannot be rendered")
-        next_poll = 0.0
-        while True:
+        super()._run()
+
+    def _interrupt(self) -> None:
+        self._jobs.put(None)                          # behind the receipts already queued
+        self._wake.set()
+
+    def _serve(self) -> None:
+        next_poll = 0.0                               # the status at once on a fresh port
+        while self._serial is not None:
             try:
                 job = self._jobs.get(timeout=max(0.0, next_poll - time.monotonic()))
             except queue.Empty:
@@ -203,7 +228,7 @@ class EscposPrinter(ReceiptPrinter):
                 next_poll = time.monotonic() + self.poll_s
                 continue
             if job is None:
-                break
+                return
             done, lines, qr = job
             if done.set_running_or_notify_cancel():
                 try:
@@ -214,14 +239,43 @@ class EscposPrinter(ReceiptPrinter):
                 else:
                     done.set_result(None)
             next_poll = time.monotonic() + self.poll_s
-        self._close()
+        raise PortGone("lost")                        # _gone closed it and reported it
+
+    def _port_gone(self, exc: PortGone) -> None:
+        self._report(False, f"port {self.port} unavailable")
+        self._fail_queued(DeviceGone(f"printer port {self.port} unavailable ({exc})"))
+
+    def _down(self, detail: str) -> None:
+        self._report(False, detail)
+        self._fail_queued(PrinterError(detail))
+
+    def _backing_off(self, seconds: float) -> None:
+        """Wait before opening the port again; a receipt tries it at once."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set() and self._jobs.empty():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._wake.wait(left)
+            self._wake.clear()
+
+    def _fail_queued(self, exc: Exception) -> None:
+        """Receipts waiting now fail with `exc` (a stop waiting among them is dropped: the
+        stop event is set already)."""
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None and job[0].set_running_or_notify_cancel():
+                job[0].set_exception(exc)
 
     def _guarded(self, step: Any) -> None:
         try:
             step()
         except (DeviceGone, PrinterError):
             pass                                  # reported by the step itself
-        except Exception:   # noqa: BLE001 - a bug must not end printing for good
+        except Exception:   # a bug must not end printing for good
             log.exception("printer status poll failed")
 
     def _print(self, lines: list[str], qr: str | None) -> None:
@@ -230,13 +284,13 @@ class EscposPrinter(ReceiptPrinter):
             raise PrinterError(st.problem)
         try:
             data = render(lines, qr, self.width, self.qr_size)
-        except Exception as exc:   # noqa: BLE001 - the kiosk handles device errors only
+        except Exception as exc:   # the kiosk handles device errors only
             log.exception("receipt could not be rendered")
             raise PrinterError(f"receipt could not be rendered ({type(exc).__name__})") from exc
         started = time.monotonic()
         try:
             self._io(lambda: self._serial.write(data))
-        except _PortGone as exc:
+        except PortGone as exc:
             raise self._gone(exc) from None
         except PrinterTimeout:
             self.timeouts += 1
@@ -253,13 +307,12 @@ class EscposPrinter(ReceiptPrinter):
                  "QR" if qr else "no QR", len(data), time.monotonic() - started)
 
     def _check(self, extra_s: float = 0.0) -> PrinterStatus:
-        """Open the port if needed and read DLE EOT 1, 2 and 4; reports what it finds."""
+        """Read DLE EOT 1, 2 and 4 on the open port; reports what it finds."""
         try:
-            self._open()
             b1 = self._query(1, self.status_timeout_s + extra_s)
             b2 = self._query(2, self.status_timeout_s)
             b4 = self._query(4, self.status_timeout_s)
-        except _PortGone as exc:
+        except PortGone as exc:
             raise self._gone(exc) from None
         except PrinterTimeout:
             self.timeouts += 1
@@ -269,41 +322,28 @@ class EscposPrinter(ReceiptPrinter):
         self._report_status(st)
         return st
 
-    def _gone(self, exc: _PortGone) -> DeviceGone:
-        """The port vanished: close it (reopened at the next receipt or poll), say so."""
+    def _gone(self, exc: PortGone) -> DeviceGone:
+        """The port vanished: close it (the loop opens it again), say so."""
         self._close()
         self._report(False, f"port {self.port} unavailable")
         return DeviceGone(f"printer port {self.port} unavailable ({exc})")
 
     # ------------------------------------------------------------------ transport
     def _open(self) -> None:
-        if self._serial is not None:
-            return
-        import serial   # imported here: only kiosks with a serial printer need it
-        try:
-            self._serial = serial.Serial(self.port, self.baudrate, bytesize=8, parity="N",
-                                         stopbits=1, timeout=0.05,
-                                         write_timeout=WRITE_TIMEOUT_S)
-        except (serial.SerialException, OSError, termios.error, ValueError) as exc:
-            raise _PortGone(str(exc)) from None
+        self._open_port(baudrate=self.baudrate, bytesize=8, parity="N", stopbits=1,
+                        timeout=0.05, write_timeout=WRITE_TIMEOUT_S)
         log.info("printer port %s open (%s)", self.port, os.path.realpath(self.port))
 
-    def _close(self) -> None:
-        s, self._serial = self._serial, None
-        if s is not None:
-            try:
-                s.close()
-            except Exception:   # noqa: BLE001 - closing a vanished port may fail: it is gone
-                pass
-
-    def _io(self, op: Any) -> Any:
+    def _io(self, op: Callable[[], T]) -> T:
+        """One pyserial call: a write timeout is PrinterTimeout, a failing port PortGone."""
         import serial
-        try:
-            return op()
-        except serial.SerialTimeoutException:
-            raise PrinterTimeout("the printer does not take data (write timeout)") from None
-        except (serial.SerialException, OSError, termios.error) as exc:
-            raise _PortGone(str(exc)) from None
+
+        def timed() -> T:
+            try:
+                return op()
+            except serial.SerialTimeoutException:
+                raise PrinterTimeout("the printer does not take data (write timeout)") from None
+        return super()._io(timed)
 
     def _query(self, n: int, timeout_s: float) -> int:
         """DLE EOT n; the first byte that carries the status fixed bits is the answer."""

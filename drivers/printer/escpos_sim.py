@@ -1,12 +1,13 @@
 """An ESC/POS receipt printer on the far side of a real pty, byte for byte.
 
-The kiosk opens `sim.link` with pyserial exactly as it opens `/dev/serial/by-id/...`;
-`link` is a symlink to the current `/dev/pts/N`, like a udev name. `unplug(seconds)` closes
-the pty and removes the link; after `seconds` a new pty appears behind the same link. The
-printer keeps its paper, cover and what it printed (a USB-serial adapter pulled out of a
-printer that stays powered); only a command cut in half by the unplug is lost.
+The kiosk opens `sim.link` with pyserial exactly as it opens `/dev/serial/by-id/...`; the
+pty, the link, unplugging and cleaning up are `drivers/ptysim.py`'s. Across an
+`unplug(seconds)` the printer keeps its paper, cover and what it printed (a USB-serial
+adapter pulled out of a printer that stays powered); only a command cut in half by the
+unplug is lost. As a kiosk device it is the driver "escpos-sim" (drivers/registry.py): the
+real ESC/POS driver on this simulator's link.
 
-A daemon thread reads the master and runs `EscposParser` over it. DLE EOT n is answered at
+The simulator's thread runs `EscposParser` over what the host sends. DLE EOT n is answered at
 once with the status byte of `escpos_parser.status_answer` (a real printer answers it even
 while offline); everything else goes to `Printout`, the paper: text decoded with the code
 page chosen by ESC t, lines ended by LF, QR codes stored and printed with GS ( k, raster
@@ -24,15 +25,10 @@ paper again tears off what was printed and never cut: it is recorded as a receip
 from __future__ import annotations
 
 import logging
-import os
-import select
-import shutil
-import tempfile
 import threading
-import time
-import tty
 from dataclasses import dataclass, field, replace
 
+from ..ptysim import PtySimulator
 from . import escpos_parser as p
 
 log = logging.getLogger("kiosk.printer.sim")
@@ -217,12 +213,15 @@ class Printout:
         self.line_style = None
 
 
-class EscposSimulator:
+class EscposSimulator(PtySimulator):
+    link_name = "printer"
+    temp_prefix = "escpos-"
+    thread_name = "escpos-sim"
+    what = "ESC/POS printer"
+    logger = log
+
     def __init__(self, link_dir: str | None = None, width: int = 42) -> None:
-        self._own_dir = link_dir is None
-        self.link_dir = link_dir or tempfile.mkdtemp(prefix="escpos-")
-        self.link = os.path.join(self.link_dir, "printer")
-        self.pty_path = ""
+        super().__init__(link_dir)
         self.parser = p.EscposParser()
         self.printout = Printout(width)
         self.raw = bytearray()                  # what the host sent (last RAW_KEEP bytes)
@@ -233,98 +232,19 @@ class EscposSimulator:
         self._paper = "ok"
         self._lines_left: int | None = None
         self._lock = threading.RLock()
-        self._master = self._slave = -1
-        self._unplug_for: float | None = None
-        self._plugged = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    # ------------------------------------------------------------------ lifecycle
-    def start(self) -> EscposSimulator:
-        self._open_pty()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._serve, name="escpos-sim", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=3)
-            self._thread = None
-        self._close_pty()
-        if self._own_dir:
-            shutil.rmtree(self.link_dir, ignore_errors=True)
-
-    def __enter__(self) -> EscposSimulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _open_pty(self) -> None:
-        master, slave = os.openpty()
-        tty.setraw(slave)                     # no echo, no line discipline: bytes as sent
-        self._master, self._slave = master, slave
-        self.pty_path = os.ttyname(slave)
-        with self._lock:
-            self.parser = p.EscposParser()
-        tmp = self.link + ".new"
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        os.symlink(self.pty_path, tmp)
-        os.replace(tmp, self.link)            # the name never points at nothing mid-swap
-        self._plugged.set()
-
-    def _close_pty(self) -> None:
-        self._plugged.clear()
-        if os.path.lexists(self.link):
-            os.unlink(self.link)
-        for fd in (self._master, self._slave):
-            if fd >= 0:
-                os.close(fd)
-        self._master = self._slave = -1
-
-    def unplug(self, seconds: float) -> None:
-        """The port disappears now (returns once it is gone); a new pty appears behind the
-        same link after `seconds`. `wait_plugged()` waits for it."""
-        self._unplug_for = seconds
-        deadline = time.monotonic() + 2.0
-        while self._plugged.is_set() and self._thread is not None and time.monotonic() < deadline:
-            time.sleep(0.01)
-
-    def wait_plugged(self, timeout: float = 5.0) -> bool:
-        return self._plugged.wait(timeout)
+    @classmethod
+    def for_driver(cls, width: int = 42, **_driver_options: object) -> EscposSimulator:
+        """The printer for a kiosk's ESC/POS driver ("escpos-sim"): paper of its width."""
+        return cls(width=width)
 
     # ------------------------------------------------------------------ the line
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            if self._unplug_for is not None:
-                self._close_pty()
-                if self._stop.wait(self._unplug_for):
-                    return
-                self._unplug_for = None
-                self._open_pty()
-                continue
-            ready, _, _ = select.select([self._master], [], [], 0.05)
-            if not ready:
-                continue
-            try:
-                chunk = os.read(self._master, 4096)
-            except OSError as exc:            # no slave side open: nothing to read
-                log.debug("pty read: %s", exc)
-                self._stop.wait(0.05)
-                continue
-            try:
-                reply = self.receive(chunk)
-            except Exception:                 # a simulator bug must not kill the line
-                log.exception("simulated ESC/POS printer failed")
-                continue
-            if reply:
-                try:
-                    os.write(self._master, reply)
-                except OSError as exc:
-                    log.debug("pty write: %s", exc)
+    def _new_line(self) -> None:
+        with self._lock:
+            self.parser = p.EscposParser()
+
+    def _on_data(self, chunk: bytes) -> bytes:
+        return self.receive(chunk)
 
     def receive(self, chunk: bytes) -> bytes:
         """What the printer does with bytes from the host; returns its answer bytes."""

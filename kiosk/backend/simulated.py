@@ -41,6 +41,7 @@ class SimulatedBackend(TopUpBackend):
         self.ledger: dict[str, int] = {}           # ref -> amount credited
         self.failed: set[str] = set()
         self.numbers: dict[str, str] = {}          # ref -> number credited
+        self.credited_to: dict[str, int] = {}      # number -> sum credited (running total)
         self.calls: list[str] = []
         self._ids = itertools.count(700001)
 
@@ -61,6 +62,7 @@ class SimulatedBackend(TopUpBackend):
             return TopUpAnswer(TopUpStatus.FAILED, reason=self.fail_reason)
         self.ledger[ref] = amount
         self.numbers[ref] = msisdn
+        self.credited_to[msisdn] = self.credited_to.get(msisdn, 0) + amount
         if self.mode == "timeout":
             await asyncio.sleep(self.timeout_s)
             raise TimeoutError("reply lost after the credit was committed")
@@ -92,5 +94,5 @@ class SimulatedBackend(TopUpBackend):
 
     async def balance(self, msisdn: str, operator: str) -> Balance | None:
         """A demo balance that grows with what this backend credited to the number."""
-        credited = sum(a for r, a in self.ledger.items() if self.numbers.get(r) == msisdn)
+        credited = self.credited_to.get(msisdn, 0)
         return Balance(airtime=1250 + credited, data_mb=300, valid_until="2026-12-05")

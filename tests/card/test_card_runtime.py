@@ -29,7 +29,7 @@ LUZON = "09171234567"
 def make_runtime(tmp_path: Path, **card: Any) -> Runtime:
     s = config.load(data_dir=tmp_path)
     s = replace(s, devices={**s.devices, "card": config.DeviceSettings(
-        "zvt", {"simulator": True, "t1_s": 0.2, "t3_s": 0.6, "t4_s": 3.0, **card})},
+        "zvt-sim", {"t1_s": 0.2, "t3_s": 0.6, "t4_s": 3.0, **card})},
         backend_timeout_s=2, query_interval_s=0.05)
     devices = {"sim_reader": SimulatedSimReader(delay_s=0.01),
                "cash": SimulatedBillAcceptor(s.cash_denominations, delay_s=0.01),
@@ -126,6 +126,26 @@ async def test_an_approval_the_kiosk_cannot_journal_is_reversed_by_the_terminal(
     assert "CardApproved" not in kinds(rt, ref) and ref not in rt.backend.ledger
     await until(closed(rt, ref), "the reference closed")
     assert rt.journal.transaction(ref).paid == 0
+
+
+async def test_an_approval_for_another_amount_is_journaled_then_reversed(rt: Runtime) -> None:
+    """The terminal approves less than asked: the kiosk books what was approved (before it
+    confirms it), reverses it (ReverseCard journaled first), tops up nothing, and the card is
+    charged nothing in the end."""
+    sim = rt.devices["card"].simulator
+    sim.approve_amount = 3000
+    ref = await pay_card(rt, 5000)
+    await until(closed(rt, ref), "the reference closed")
+    [approved] = [e for e in rt.journal.events(ref) if e.kind == "CardApproved"]
+    assert approved.data["amount"] == 3000
+    k = kinds(rt, ref)
+    assert k.index("CardApproved") < k.index("ReverseCard") < k.index("CardReversed")
+    assert "TopUp" not in k and ref not in rt.backend.ledger
+    [payment] = [tx for tx in sim.ledger.transactions if tx.kind == "payment"]
+    assert sim.ledger.authorised == {payment.receipt_no: 3000}
+    assert sim.ledger.reversed == {payment.receipt_no: 3000}             # net charge 0
+    r = rt.journal.transaction(ref)
+    assert r is not None and (r.outcome, r.paid, r.refunded) == ("cancelled", 3000, 3000)
 
 
 async def test_failed_top_up_is_reversed_exactly_once(rt: Runtime) -> None:

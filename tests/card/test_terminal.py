@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from drivers import registry
 from drivers.base import CardResult
 from drivers.card_terminal.terminal import ZvtTerminal
 from kiosk import events as ev
@@ -24,7 +25,8 @@ FAST = {"t1_s": 0.2, "t3_s": 0.6, "t4_s": 3.0}
 class Harness(EventQueue):
     def __init__(self, **opts: Any) -> None:
         super().__init__()
-        self.term = ZvtTerminal(simulator=True, **{**FAST, **opts})
+        # The real driver on the terminal simulator's pty: the registry's "zvt-sim".
+        self.term = registry.create("card", "zvt-sim", **{**FAST, **opts})
         self.sim = self.term.simulator
         self.sim.step_s, self.sim.t1_s, self.sim.t3_s = 0.02, 0.2, 0.6
 

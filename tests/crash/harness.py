@@ -1,10 +1,11 @@
 """The crash harness: the kiosk as a separate process (`kiosk run --headless`), its devices
-and services outside it, where a power cut cannot reach them: an ID-003 acceptor and a ZVT
-terminal on ptys, the HTTP aggregator and the wallet gateway on 127.0.0.1. A scripted
-customer drives the kiosk; this process plays the customer's hands (notes into the
-acceptor, the phone paying the QR code). The kiosk is killed with SIGKILL after its N-th
-journal write, restarted to recover, and the devices' own ledgers are checked against the
-journal.
+and services outside it, where a power cut cannot reach them: an ID-003 acceptor, a ZVT
+terminal and an ESC/POS printer on ptys, the HTTP aggregator and the wallet gateway on
+127.0.0.1. A scripted customer drives the kiosk; this process plays the customer's hands
+(notes into the acceptor, the phone paying the QR code). The kiosk is killed with SIGKILL
+after its N-th journal write, restarted to recover, and the devices' own ledgers are
+checked against the journal. (A killed kiosk cleans nothing up: a pty simulator it owned
+would leave its temporary folder behind, once per kill; so it owns none.)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from drivers.bill.id003 import Status
 from drivers.bill.simulator import Id003Simulator, default_codes
 from drivers.card_terminal.simulator import ZvtSimulator
+from drivers.printer.escpos_sim import EscposSimulator
 from kiosk.backend.http_sim import ReloadlySimulator
 from kiosk.payments.gateway_sim import WalletGatewaySimulator
 
@@ -67,6 +69,7 @@ class Rig:
         self.terminal = ZvtSimulator().start()
         self.terminal.step_s = 0.02
         self.terminal.t3_s = 1.0
+        self.printer = EscposSimulator().start()
         self.aggregator = ReloadlySimulator().start()
         self.gateway = WalletGatewaySimulator().start()
         self._hands_stop = threading.Event()
@@ -76,7 +79,7 @@ class Rig:
 
     def close(self) -> None:
         self.stop_hands()
-        for sim in (self.acceptor, self.terminal, self.aggregator, self.gateway):
+        for sim in (self.acceptor, self.terminal, self.printer, self.aggregator, self.gateway):
             sim.stop()
 
     def _write_config(self) -> Path:
@@ -110,16 +113,17 @@ verify = false
 timeout_s = 2.0
 [cash]
 driver = "id003"
-simulator = false
 port = "{self.acceptor.link}"
 poll_ms = 60
 [card]
 driver = "zvt"
-simulator = false
 port = "{self.terminal.link}"
 t1_s = 0.3
 t3_s = 1.0
 t4_s = 6.0
+[printer]
+driver = "escpos"
+port = "{self.printer.link}"
 '''
         path = self.dir / "crash.toml"
         path.write_text(text, encoding="utf-8")

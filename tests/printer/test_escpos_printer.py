@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from drivers import registry
 from drivers.base import DeviceGone, DeviceTimeout, PrinterError
 from drivers.printer.escpos import EscposPrinter, PrinterTimeout, layout
 from kiosk import events as ev
@@ -25,8 +26,9 @@ from tests.events import EventQueue
 class Harness(EventQueue):
     def __init__(self, **opts: Any) -> None:
         super().__init__()
-        self.printer = EscposPrinter(simulator=True, **{"poll_s": 0.1,
-                                                         "status_timeout_s": 0.3, **opts})
+        # The real driver on the printer simulator's pty: the registry's "escpos-sim".
+        self.printer = registry.create("printer", "escpos-sim",
+                                       **{"poll_s": 0.1, "status_timeout_s": 0.3, **opts})
         self.sim = self.printer.simulator
 
     async def start(self) -> Harness:
