@@ -13,8 +13,8 @@ reported as NoteCredited.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from kiosk.events import Record
 
@@ -37,7 +37,9 @@ class DeviceFault(DeviceError):
     """The device answered, with a fault (jam, paper out, ...)."""
 
 
-class Device(ABC):
+class Device:
+    """What every device has; the kinds with commands of their own are abstract below."""
+
     name: str = "device"
 
     async def start(self, sink: Sink) -> None:
@@ -55,7 +57,7 @@ class SimReader(Device):
     name = "sim_reader"
 
 
-class BillAcceptor(Device):
+class BillAcceptor(Device, ABC):
     name = "cash"
 
     @abstractmethod
@@ -95,7 +97,7 @@ class CardResult:
     lines: tuple[str, ...] = ()           # the terminal's receipt lines (customer copy)
 
 
-class CardTerminal(Device):
+class CardTerminal(Device, ABC):
     """Intermediate texts of the terminal ("Insert card", "Enter PIN") are reported through
     the sink as kiosk.events.CardText while `authorise` runs."""
     name = "card"
@@ -124,7 +126,7 @@ class PrinterError(DeviceFault):
     pass
 
 
-class ReceiptPrinter(Device):
+class ReceiptPrinter(Device, ABC):
     name = "printer"
 
     @abstractmethod

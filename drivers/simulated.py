@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from kiosk import events as ev
 
-from .base import (BillAcceptor, CardResult, CardTerminal, PrinterError, ReceiptPrinter,
-                   SimReader, Sink)
+from .base import (
+    BillAcceptor,
+    CardResult,
+    CardTerminal,
+    PrinterError,
+    ReceiptPrinter,
+    SimReader,
+    Sink,
+)
 
 
 class SimulatedSimReader(SimReader):
@@ -161,7 +169,7 @@ class SimulatedCardTerminal(CardTerminal):
         try:
             await asyncio.wait_for(self._abort.wait(), self.delay_s)
             return CardResult(False, reason="aborted")
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         if self.next_outcome != "approve":
             return CardResult(False, reason="declined")

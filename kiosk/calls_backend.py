@@ -9,7 +9,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
-from .backend.base import TopUpStatus, offered as offered_ids
+from .backend.base import TopUpStatus
+from .backend.base import offered as offered_ids
 from .catalog import mask_number
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ import argparse
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -93,7 +93,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 def _when(ts: float | None) -> str:
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def cmd_journal_list(args: argparse.Namespace) -> int:
@@ -315,7 +315,7 @@ def cmd_report_z(args: argparse.Namespace) -> int:
 
 def cmd_report_history(args: argparse.Namespace) -> int:
     from . import reports
-    s, j = _journal(args)
+    _s, j = _journal(args)
     reps = reports.history(j, args.limit)
     if args.json:
         _print_json([r.to_dict() for r in reps])

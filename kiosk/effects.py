@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from drivers.base import DeviceError
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kiosk.runtime")
 
-Handler = Callable[["Runtime", "Session", Any], None]
+Handler = Callable[["Runtime", "Session", Any], object]
 
 
 def today(rt: Runtime) -> str:

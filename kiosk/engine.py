@@ -321,7 +321,7 @@ class Engine:
             case ev.NumberEntered(raw=raw):
                 check = self.catalog.check_number(raw)
                 s = replace(s, typed=check.national, check=check)
-                if not check.ok:
+                if check.error is not None:
                     return replace(s, notice=f"number.{check.error.value}"), []
                 return self._confirm(s, check, "typed")
             case ev.SimIdentified(iccid=iccid):
@@ -543,10 +543,10 @@ class Engine:
                 s, effects = self._abandon_unpaid(s, Phase.CHOOSE_PAYMENT, "qr.expired")
                 return s, [ev.CloseQrOrder(ref), *effects]
             case ev.Cancel() | ev.Timeout() | ev.Back():
-                effects: list[ev.Record] = [ev.CloseQrOrder(t.ref)] if t.ref else []
+                closing: list[ev.Record] = [ev.CloseQrOrder(t.ref)] if t.ref else []
                 back = Phase.CHOOSE_PAYMENT if isinstance(e, ev.Back) else None
                 s, more = self._abandon_unpaid(s, back)
-                return s, effects + more
+                return s, closing + more
         return s, []
 
     def _on_pay_card(self, s: State, e: ev.Record) -> Result:

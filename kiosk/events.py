@@ -16,6 +16,8 @@ class Record:
     """Something that can be written to the journal and read back."""
 
     money: ClassVar[bool] = False     # concerns money: journaled before it is acted on
+    # Every record is a dataclass (this tells the type checker so).
+    __dataclass_fields__: ClassVar[dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import events as ev
 from .journal import Entry, Journal
@@ -77,7 +78,7 @@ class Gate:
         try:
             with self._lock:
                 return self._j().enter(ref, rec)
-        except Exception:   # noqa: BLE001 - not durable: the caller must not answer the device
+        except Exception:
             log.exception("%s not journaled", rec.kind())
             return None
 
@@ -99,7 +100,7 @@ class Gate:
             return
         try:
             self.deliver(rec)
-        except Exception:   # noqa: BLE001 - the loop is closing: the journal has it, recovery
+        except Exception:
             log.exception("handing %s to the loop", rec.kind())   # replays it at start
 
     def commit_card(self, ref: str, r: Any) -> ev.CardApproved | None:
@@ -115,7 +116,7 @@ class Gate:
         try:
             with self._lock:
                 found = self._j().pending_note()
-        except Exception:   # noqa: BLE001 - unreadable: the acceptor's own evidence decides
+        except Exception:
             log.exception("reading the pending note")
             return None
         return PendingNote(*found) if found else None

@@ -41,7 +41,7 @@ class Customer:
     voucher: str = ""
 
     @classmethod
-    def parse(cls, spec: str) -> "Customer":
+    def parse(cls, spec: str) -> Customer:
         """'cash:luzon-load:5000[:NUMBER[:VOUCHER]]'"""
         parts = spec.split(":")
         if len(parts) < 3 or not parts[2].isdigit():

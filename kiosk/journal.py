@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, cast
 
 from . import events as ev
 from . import ledger
@@ -180,7 +181,7 @@ class Journal:
         def __exit__(self, exc_type: Any, *_: Any) -> None:
             self.db.execute("ROLLBACK" if exc_type else "COMMIT")
 
-    def _tx(self) -> "Journal._Tx":
+    def _tx(self) -> Journal._Tx:
         return Journal._Tx(self.db)
 
     def _insert_event(self, ts: float, ref: str | None, rec: ev.Record) -> int:
@@ -371,7 +372,7 @@ class Journal:
                 for r in rows]
 
     def vouchers(self, ref: str | None = None) -> list[dict[str, Any]]:
-        q, args = "SELECT * FROM vouchers", ()
+        q, args = "SELECT * FROM vouchers", cast(tuple[str, ...], ())
         if ref:
             q, args = q + " WHERE ref=?", (ref,)
         return [dict(r) for r in self.db.execute(q + " ORDER BY issued_ts", args)]

@@ -23,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 from drivers.base import DeviceError
 
-from . import calls_payment, effects, recovery, receipts, timers
+from . import calls_payment, effects, receipts, recovery, timers
 from . import events as ev
 from .backend.base import TopUpBackend
 from .composition import build_devices
@@ -70,7 +71,7 @@ class Runtime:
         self.gate = Gate(settings.journal_path, settings.kiosk_id, settings.currency,
                          self._from_device_thread)
         self.gate.after_write = self._after_gate_write
-        self.devices = build_devices(settings, devices)
+        self.devices: dict[str, Any] = build_devices(settings, devices)
         self.main = Session(self, self.engine, State(), background=False)
         self.background: dict[str, Session] = {}
         self.listeners: list[Listener] = []
@@ -124,7 +125,7 @@ class Runtime:
         for name in DEVICES:
             try:
                 await self.devices[name].stop()
-            except Exception:   # noqa: BLE001 - shutting down: log and go on with the rest
+            except Exception:
                 log.exception("stopping %s", name)
         for name in ("backend", "wallet"):
             close = getattr(self.devices[name], "aclose", None)
@@ -223,7 +224,7 @@ class Runtime:
         for fn in list(self.listeners):
             try:
                 fn(self.state)
-            except Exception:   # noqa: BLE001 - a screen's fault must not touch the money
+            except Exception:
                 log.exception("listener %r failed", fn)
 
     # The screens and tests call these names.

@@ -27,6 +27,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kiosk.money import CURRENCIES, fmt
@@ -235,9 +236,11 @@ class ZvtSimulator(PtySimulator):
             log.info("bad command %s: %s", apdu, exc)
             self._send(zvt.negative(0x9A))    # ZVT protocol error
             return
-        handler = {Code.REGISTRATION: self._registration, Code.AUTHORISATION: self._payment,
-                   Code.REVERSAL: self._reversal, Code.STATUS_ENQUIRY: self._status_enquiry,
-                   Code.REPEAT_RECEIPT: self._repeat_receipt}.get(apdu.code)
+        handlers: dict[int, Callable[[zvt.Command], None]] = {
+            Code.REGISTRATION: self._registration, Code.AUTHORISATION: self._payment,
+            Code.REVERSAL: self._reversal, Code.STATUS_ENQUIRY: self._status_enquiry,
+            Code.REPEAT_RECEIPT: self._repeat_receipt}
+        handler = handlers.get(apdu.code)
         if apdu.code == Code.ECR_ABORT:
             self._send(zvt.positive())        # nothing running: nothing to abort
         elif handler is None:

@@ -32,7 +32,8 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kiosk import events as ev
@@ -221,8 +222,10 @@ class ZvtTerminal(SerialWorker, CardTerminal):
         the terminal: that is what abort() is for."""
         if not job.future.set_running_or_notify_cancel():
             return
-        handler = {"authorise": self._authorise, "reverse": self._reverse,
-                   "last_result": self._last_result, "status": self._status}[job.kind]
+        handlers: dict[str, Callable[..., tuple[Any, Exception | None]]] = {
+            "authorise": self._authorise, "reverse": self._reverse,
+            "last_result": self._last_result, "status": self._status}
+        handler = handlers[job.kind]
         self._busy = job.kind == "authorise"
         try:
             result, lost = handler(*job.args)
@@ -303,7 +306,7 @@ class ZvtTerminal(SerialWorker, CardTerminal):
     def _post(self, e: ev.Record) -> None:
         try:
             self.sink(e)
-        except Exception:   # noqa: BLE001 - never let a closing loop kill the device thread
+        except Exception:
             log.exception("posting %s", type(e).__name__)
 
     # ------------------------------------------------------------------ transport
@@ -459,7 +462,7 @@ class ZvtTerminal(SerialWorker, CardTerminal):
                             card_name=s.card_name)
         try:
             ok = bool(self.commit(ref, result))
-        except Exception:   # noqa: BLE001 - not journaled: the payment must not stand
+        except Exception:
             log.exception("journaling the approval of %s failed", ref)
             ok = False
         if not ok:
@@ -532,29 +535,27 @@ class ZvtTerminal(SerialWorker, CardTerminal):
         return result, run.lost
 
     def _payment_result(self, ref: str, amount: int, run: _Run) -> CardResult:
-        common = {"amount": amount, "text": run.texts[-1] if run.texts else "",
-                  "lines": tuple(run.lines), "terminal_id": self.terminal_id}
+        base = CardResult(False, amount, text=run.texts[-1] if run.texts else "",
+                          lines=tuple(run.lines), terminal_id=self.terminal_id)
         if run.accepted is False:
-            return CardResult(False, reason="offline", result_code=run.refused,
-                              **{**common, "text": "the terminal refused the payment"})
+            return replace(base, reason="offline", result_code=run.refused,
+                           text="the terminal refused the payment")
         s = run.status
         if s is not None:
-            common.update(trace=s.trace, receipt_no=s.receipt_no, card_name=s.card_name,
-                          result_code=s.result_code, terminal_id=s.terminal_id
-                          or self.terminal_id)
+            base = replace(base, trace=s.trace, receipt_no=s.receipt_no, card_name=s.card_name,
+                           result_code=s.result_code,
+                           terminal_id=s.terminal_id or self.terminal_id)
         if run.abort_code is not None and not (s is not None and s.approved):
             reason = "aborted" if run.abort_code == zvt.RESULT_ABORTED else "declined"
-            return CardResult(False, reason=reason, **{**common,
-                                                       "result_code": run.abort_code})
+            return replace(base, reason=reason, result_code=run.abort_code)
         if run.completion is not None and s is not None and s.approved:
             self._receipts[ref] = s.receipt_no
-            if s.amount not in (None, amount):
-                # Approved for another amount: reported as it is; the kiosk reverses it.
-                common["amount"] = s.amount
-            return CardResult(True, auth_code=s.auth_code, **common)
+            # Approved for another amount: reported as it is; the kiosk reverses it.
+            return replace(base, approved=True, auth_code=s.auth_code,
+                           amount=amount if s.amount is None else s.amount)
         if run.completion is not None and s is not None:
-            return CardResult(False, reason="declined", **common)
-        return CardResult(False, reason="unknown", **common)   # no end, or no result
+            return replace(base, reason="declined")
+        return replace(base, reason="unknown")   # no end, or no result
 
     def _reverse(self, ref: str, amount: int,
                  receipt_no: str = "") -> tuple[CardResult, Exception | None]:
@@ -576,24 +577,24 @@ class ZvtTerminal(SerialWorker, CardTerminal):
             time.sleep(self.BUSY_WAIT_S)
             run = self._command(zvt.reversal(self.password, receipt))
         s = run.status
-        common = {"amount": amount, "lines": tuple(run.lines),
-                  "text": run.texts[-1] if run.texts else "", "terminal_id": self.terminal_id}
+        base = CardResult(False, amount, lines=tuple(run.lines),
+                          text=run.texts[-1] if run.texts else "", terminal_id=self.terminal_id)
         if run.accepted is False:
-            result = CardResult(False, reason="declined", result_code=run.refused, **common)
+            result = replace(base, reason="declined", result_code=run.refused)
         elif run.abort_code == zvt.RESULT_ALREADY_REVERSED:
             # Reversed before (by us, or by the terminal itself when the kiosk died before
             # confirming the approval): the money is back on the card either way.
-            result = CardResult(True, result_code=run.abort_code,
-                                **{**common, "text": "already reversed"})
+            result = replace(base, approved=True, result_code=run.abort_code,
+                             text="already reversed")
             self._reversed[ref] = result
         elif run.abort_code is not None:
-            result = CardResult(False, reason="declined", result_code=run.abort_code, **common)
+            result = replace(base, reason="declined", result_code=run.abort_code)
         elif run.completion is not None and s is not None and s.approved:
-            result = CardResult(True, trace=s.trace, receipt_no=s.receipt_no,
-                                result_code=s.result_code, card_name=s.card_name, **common)
+            result = replace(base, approved=True, trace=s.trace, receipt_no=s.receipt_no,
+                             result_code=s.result_code, card_name=s.card_name)
             self._reversed[ref] = result
         else:
-            result = CardResult(False, reason="unknown", **common)
+            result = replace(base, reason="unknown")
         log.info("reversal %s: %s", ref, "done" if result.approved else result.reason)
         return result, run.lost
 
@@ -607,26 +608,25 @@ class ZvtTerminal(SerialWorker, CardTerminal):
             return None, run.lost                # busy (84 9C), gone, or silent
         if pending is None or pending.baseline is None:
             return None, None
-        common = {"amount": amount, "lines": tuple(run.lines), "terminal_id": self.terminal_id}
+        base = CardResult(False, amount, lines=tuple(run.lines), terminal_id=self.terminal_id)
         if s is None:                            # nothing to repeat
             if pending.baseline != "":
                 return None, None
-            verdict = CardResult(False, reason="aborted", text="the terminal has no payment",
-                                 **common)
+            verdict = replace(base, reason="aborted", text="the terminal has no payment")
         elif s.receipt_no == pending.baseline:
-            verdict = CardResult(False, reason="aborted", result_code=s.result_code,
-                                 text="the terminal has no newer payment", **common)
+            verdict = replace(base, reason="aborted", result_code=s.result_code,
+                              text="the terminal has no newer payment")
         elif s.reversal:
-            verdict = CardResult(False, reason="aborted", result_code=s.result_code,
-                                 text="the terminal reversed the payment", **common)
+            verdict = replace(base, reason="aborted", result_code=s.result_code,
+                              text="the terminal reversed the payment")
         elif not s.approved:
-            verdict = CardResult(False, reason="declined", result_code=s.result_code,
-                                 trace=s.trace, receipt_no=s.receipt_no, **common)
+            verdict = replace(base, reason="declined", result_code=s.result_code,
+                              trace=s.trace, receipt_no=s.receipt_no)
         elif s.amount == amount:
             self._receipts[ref] = s.receipt_no
-            verdict = CardResult(True, auth_code=s.auth_code, trace=s.trace,
-                                 receipt_no=s.receipt_no, result_code=s.result_code,
-                                 card_name=s.card_name, **common)
+            verdict = replace(base, approved=True, auth_code=s.auth_code, trace=s.trace,
+                              receipt_no=s.receipt_no, result_code=s.result_code,
+                              card_name=s.card_name)
         else:
             return None, None                    # a newer payment, not of this amount
         del self._unknown[ref]
