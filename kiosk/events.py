@@ -584,7 +584,7 @@ def fact_key(rec: Record) -> tuple[str, str] | None:
     """The (source, key) under which a money fact from outside is entered once.
 
     A note has one outcome slot (credited, returned or in doubt: the first wins); a card
-    approval is named by its terminal and receipt (or trace) number; a wallet payment by the
+    approval by its terminal, receipt (or trace) number and the sale; a wallet payment by the
     gateway's reference; a top-up's final answer by the kiosk's reference. (A voucher is
     the kiosk's own: its code is the vouchers table's key, and a clash is an error.)"""
     match rec:
@@ -595,7 +595,9 @@ def fact_key(rec: Record) -> tuple[str, str] | None:
         case ReturnNote(key=k) if k:
             return ("return", k)
         case CardApproved(ref=r, terminal_id=tid, receipt_no=rno, trace=trace):
-            return ("card", f"{tid}:{rno or trace}" if (rno or trace) else r)
+            # A terminal's receipt and trace numbers wrap (4 and 6 digits): the kiosk's
+            # reference keeps an approval of a later sale from passing for a repeat.
+            return ("card", f"{tid}:{rno or trace}:{r}")
         case CardReversed(ref=r):
             return ("card-reversal", r)
         case QrPaid(ref=r, provider_ref=p):

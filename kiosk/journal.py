@@ -289,10 +289,7 @@ class Journal:
 
     def cash_box_removed(self) -> bool:
         """Was the cash box taken out (CashBoxRemoved) with no insertion since?"""
-        row = self.db.execute(
-            "SELECT kind FROM events WHERE kind IN ('CashBoxRemoved', 'CashBoxInserted')"
-            " ORDER BY seq DESC LIMIT 1").fetchone()
-        return row is not None and row[0] == "CashBoxRemoved"
+        return ledger.cash_box_removed(self.db)
 
     def pending_note(self) -> tuple[str, int, str | None] | None:
         """The last note told to STACK with no outcome journaled yet: (key, value, ref of
