@@ -140,21 +140,41 @@ def _how(j: Any, r: Any) -> str:
 
 
 def _list_unresolved(j: Any, args: argparse.Namespace) -> int:
-    """Open transactions and those a restart found unfinished: what, and how resolved."""
+    """Open transactions, those a restart found unfinished, and notes in doubt: what, and
+    how resolved."""
+    from .ledger import notes_in_doubt
+    doubt: dict[str | None, list[tuple[int, str]]] = {}
+    for ref, value, why in notes_in_doubt(j.db, args.limit):
+        doubt.setdefault(ref, []).append((value, why))
     rows = {r.ref: r for r in j.unresolved()}
     for r in j.recovered(args.limit):
         rows.setdefault(r.ref, r)
+    for ref in doubt:
+        r = j.transaction(ref) if ref else None
+        if r is not None:
+            rows.setdefault(r.ref, r)
+
+    def how(r: Any) -> str:
+        notes = "; ".join(f"a note of {fmt(v, r.currency)} in doubt ({why}): count the box"
+                          for v, why in doubt.get(r.ref, []))
+        return "; ".join(x for x in (_how(j, r), notes) if x)
     ordered = sorted(rows.values(), key=lambda r: r.number, reverse=True)[:args.limit]
+    orphans = doubt.get(None, [])
     if args.json:
-        _print_json([{**r.to_dict(), "how": _how(j, r)} for r in ordered])
+        _print_json([{**r.to_dict(), "how": how(r),
+                      "notes_in_doubt": [v for v, _ in doubt.get(r.ref, [])]} for r in ordered]
+                    + [{"ref": None, "notes_in_doubt": [v], "how": why} for v, why in orphans])
         return 0
-    if not ordered:
-        print("nothing unresolved: no open transaction, none recovered")
+    if not ordered and not orphans:
+        print("nothing unresolved: no open transaction, none recovered, no note in doubt")
         return 0
     print(f"{'REFERENCE':<15} {'OPENED':<21} {'METHOD':<7} {'PAID':>13}  HOW")
     for r in ordered:
         print(f"{r.ref:<15} {_when(r.opened_ts):<21} {r.method:<7} "
-              f"{fmt(r.paid, r.currency):>13}  {_how(j, r)}")
+              f"{fmt(r.paid, r.currency):>13}  {how(r)}")
+    for v, why in orphans:
+        print(f"{'-':<15} {'-':<21} {'cash':<7} {fmt(v, j.currency):>13}  a note in doubt"
+              f" with no open transaction ({why}): count the box")
     return 0
 
 

@@ -458,6 +458,14 @@ def cash_box_removed(db: sqlite3.Connection) -> bool:
     return row is not None and row[0] is not None
 
 
+def notes_in_doubt(db: sqlite3.Connection, limit: int = 50) -> list[tuple[str | None, int, str]]:
+    """Notes neither credited nor returned, newest first: (reference, value, why and key).
+    The technician settles each one at the cash count."""
+    return [(r[0], int(r[1]), r[2]) for r in db.execute(
+        "SELECT ref, a, detail FROM issues WHERE code = 'in_doubt' ORDER BY seq DESC LIMIT ?",
+        (limit,))]
+
+
 def ref_sums(db: sqlite3.Connection, ref: str) -> dict[str, int]:
     """Every posting of one transaction, summed by kind."""
     return _ref_sums(db, ref, 1 << 62)

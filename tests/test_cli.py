@@ -311,3 +311,25 @@ def test_reports_cashbox_and_unresolved(tmp_path: Path) -> None:
     assert "found pay_qr" in un.stdout and "still open" in un.stdout
     rows = json.loads(run("journal", "list", "--unresolved", "--json", *d).stdout)
     assert [r["ref"] for r in rows] == [open_ref]
+
+
+def test_a_note_in_doubt_is_listed_as_unresolved(tmp_path: Path) -> None:
+    """A note neither credited nor returned (booked in doubt) stays on the technician's list
+    with its value and why, even after its transaction closed with a voucher for it."""
+    from kiosk import events as ev
+    from kiosk.engine import Txn
+    from kiosk.journal import Journal
+    j = Journal(tmp_path / "journal.sqlite3", "K0001", "PHP")
+    ref = j.open_transaction(Txn(msisdn="09171234567", operator="luzon",
+                                 product_id="luzon-load-any", amount=10000, method="cash"))
+    j.append(ref, ev.StackNote(5000, "ab12:3"))
+    j.append(None, ev.NoteInDoubt(5000, "ab12:3", "stacker_jam"))
+    j.append(ref, ev.VoucherIssued(ref, "1111222233334444", 5000))
+    j.append(ref, ev.CloseTransaction(ref, "cancelled", 5000, 0, 5000, 0))
+    j.close()
+    d = ["--data-dir", str(tmp_path)]
+    un = run("journal", "list", "--unresolved", *d)
+    assert un.returncode == 0, un.stderr
+    assert ref in un.stdout and "PHP 50.00 in doubt (stacker_jam" in un.stdout
+    [row] = json.loads(run("journal", "list", "--unresolved", "--json", *d).stdout)
+    assert (row["ref"], row["notes_in_doubt"]) == (ref, [5000])
