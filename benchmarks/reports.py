@@ -47,8 +47,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from kiosk import books  # noqa: E402
 from kiosk import events as ev  # noqa: E402
-from kiosk import ledger  # noqa: E402
 from kiosk.engine import Txn  # noqa: E402
 from kiosk.journal import Journal  # noqa: E402
 
@@ -274,7 +274,7 @@ def periodic(path: Path) -> dict[str, float]:
         return lambda: j.db.execute(sql, args).fetchall()
 
     out = {"unresolved_us": _median_us(unresolved, 50),
-           "cash_box_us": _median_us(lambda: ledger.cash_box_removed(j.db), 2000),
+           "cash_box_us": _median_us(lambda: books.cash_box_removed(j.db), 2000),
            # The same questions as asked before this change, on the same journal:
            "old_open_us": _median_us(query(
                "SELECT * FROM transactions NOT INDEXED WHERE status='open' ORDER BY number"), 20),

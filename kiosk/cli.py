@@ -142,7 +142,7 @@ def _how(j: Any, r: Any) -> str:
 def _list_unresolved(j: Any, args: argparse.Namespace) -> int:
     """Open transactions, those a restart found unfinished, and notes in doubt: what, and
     how resolved."""
-    from .ledger import notes_in_doubt
+    from .books import notes_in_doubt
     doubt: dict[str | None, list[tuple[int, str]]] = {}
     for ref, value, why in notes_in_doubt(j.db, args.limit):
         doubt.setdefault(ref, []).append((value, why))

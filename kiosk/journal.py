@@ -25,8 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
+from . import books
 from . import events as ev
-from . import ledger
 from .engine import Engine, Phase, State, Txn
 
 SCHEMA = """
@@ -164,7 +164,7 @@ class Journal:
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)",
                             (SCHEMA_VERSION,))
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('kiosk_id', ?)", (kiosk_id,))
-        ledger.install(self.db)      # postings and running totals (kiosk/ledger.py)
+        books.install(self.db)      # postings and running totals (kiosk/books.py)
 
     def close(self) -> None:
         self.db.close()
@@ -190,7 +190,7 @@ class Journal:
             "INSERT INTO events (ts, ref, kind, data, fact_source, fact_key)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (ts, ref, rec.kind(), json.dumps(rec.to_dict(), sort_keys=True), source, key))
-        ledger.post(self.db, int(cur.lastrowid or 0), ts, ref, rec)   # same SQL transaction
+        books.post(self.db, int(cur.lastrowid or 0), ts, ref, rec)   # same SQL transaction
         return int(cur.lastrowid or 0)
 
     def open_transaction(self, txn: Txn) -> str:
@@ -289,7 +289,7 @@ class Journal:
 
     def cash_box_removed(self) -> bool:
         """Was the cash box taken out (CashBoxRemoved) with no insertion since?"""
-        return ledger.cash_box_removed(self.db)
+        return books.cash_box_removed(self.db)
 
     def pending_note(self) -> tuple[str, int, str | None] | None:
         """The last note told to STACK with no outcome journaled yet: (key, value, ref of

@@ -15,7 +15,7 @@ and detail). A report reads a few rows, whatever the size of the history:
 Period n covers the events with seq in (closed_seq of n-1, closed_seq of n]; nothing is
 deleted, the counters "reset" because the next X subtracts the totals the Z closed at.
 
-Discrepancies are found when facts are posted (ledger.ISSUES: a close that disagrees with
+Discrepancies are found when facts are posted (books.ISSUES: a close that disagrees with
 its facts, a note in doubt, a note while the box is out, a box inserted with no removal)
 and listed by the report of their period. `check` recomputes a report the slow way (GROUP
 BY over the period's postings, by their (seq) key) and cross-checks the transactions
@@ -35,7 +35,7 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import ledger
+from . import books, ledger
 from .ledger import Kind as K
 from .money import fmt
 from .report_model import (
@@ -212,7 +212,7 @@ def _box_events(db: sqlite3.Connection, lo: int, hi: int) -> tuple[BoxEvent, ...
 
 
 def _issues(db: sqlite3.Connection, lo: int, hi: int, currency: str) -> list[str]:
-    return [ledger.describe(code, int(seq), ref, int(a), int(b), detail,
+    return [books.describe(code, int(seq), ref, int(a), int(b), detail,
                             lambda v: fmt(v, currency))
             for seq, code, ref, a, b, detail in db.execute(
                 "SELECT seq, code, ref, a, b, detail FROM issues WHERE seq > ? AND seq <= ?"
@@ -223,7 +223,7 @@ def _make(db: sqlite3.Connection, journal: Journal, kind: str, last: _Period | N
           now: float | None, closed_by: str | None,
           catalog: Catalog | None) -> tuple[Report, Totals]:
     """The current period's report, and the cumulative totals it ends at (one snapshot)."""
-    if ledger.backfilling(db):
+    if books.backfilling(db):
         raise ReportError("the ledger is still being built from the journal: try again")
     to_seq = _max_seq(db)
     cumulative = _totals(db, _TOTALS_NOW)

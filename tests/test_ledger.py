@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kiosk import books, ledger, reports
 from kiosk import events as ev
-from kiosk import ledger, reports
 from kiosk.journal import Journal
 from kiosk.ledger import Kind as K
 from kiosk.ledger import Posting as P
@@ -105,7 +105,7 @@ def _unbalanced(j: Journal) -> list[str]:
     """Closed transactions whose postings do not balance: money in != out."""
     bad = []
     for row in j.transactions("closed", limit=1_000_000):
-        s = ledger.ref_sums(j.db, row.ref)
+        s = books.ref_sums(j.db, row.ref)
         money_in = sum(s.get(k.value, 0) for k in ledger.MONEY_IN)
         out = sum(s.get(k.value, 0) for k in ledger.MONEY_OUT)
         if money_in != out:
@@ -139,7 +139,7 @@ def test_conservation_per_closed_transaction(data: st.DataObject) -> None:
             assert _unbalanced(j) == []
             _running_totals_are_sums(j)
             for row in j.transactions("closed", limit=1_000_000):
-                said = ledger.ref_sums(j.db, row.ref)
+                said = books.ref_sums(j.db, row.ref)
                 assert said.get("closed", 0) == row.paid       # the close, as journaled
         finally:
             j.close()
@@ -150,12 +150,12 @@ def test_scenario_balances(journal: Journal, keyed: bool) -> None:
     k = Kiosk(journal, keyed)
     refs = scenario(k)
     assert _unbalanced(journal) == []
-    s = ledger.ref_sums(journal.db, refs["change"])          # 7000 paid for 4000
+    s = books.ref_sums(journal.db, refs["change"])          # 7000 paid for 4000
     assert (s["cash_in"], s["credited"], s["voucher_issued"]) == (7000, 4000, 3000)
-    s = ledger.ref_sums(journal.db, refs["late"])             # closed, then paid: a voucher
+    s = books.ref_sums(journal.db, refs["late"])             # closed, then paid: a voucher
     assert (s["closed"], s["wallet_in"], s["voucher_issued"], s["late_payment"]) == (
         0, 3000, 3000, 3000)
-    s = ledger.ref_sums(journal.db, refs["card_fail"])
+    s = books.ref_sums(journal.db, refs["card_fail"])
     assert (s["card_in"], s["reversed"]) == (10000, 10000)
 
 
@@ -167,7 +167,7 @@ def _legacy(j: Journal, ref: str | None, rec: ev.Record) -> list[P]:
     with j._tx() as db:
         cur = db.execute("INSERT INTO events (ts, ref, kind, data) VALUES (?, ?, ?, ?)",
                          (now, ref, rec.kind(), json.dumps(rec.to_dict(), sort_keys=True)))
-        return ledger.post(db, int(cur.lastrowid or 0), now, ref, rec)
+        return books.post(db, int(cur.lastrowid or 0), now, ref, rec)
 
 
 def _state(j: Journal) -> tuple[object, ...]:
@@ -245,7 +245,7 @@ def test_an_orphan_note_is_counted_once(journal: Journal) -> None:
     assert rep.cash.orphan == Count(4, 22000) and rep.cash.to_transactions == Count(1, 2000)
     assert rep.cash.notes == {2000: 2, 5000: 2, 10000: 1} and rep.cash.total == 24000
     assert reports.cash_box(journal).total == 24000
-    s = ledger.ref_sums(journal.db, ref)
+    s = books.ref_sums(journal.db, ref)
     assert s["cash_in"] == 2000                  # +2000 -2000 for the note that was nobody's
     assert journal.db.execute("SELECT COUNT(*) FROM postings WHERE kind='orphan_note'"
                               ).fetchone()[0] == 4
@@ -269,12 +269,12 @@ def test_a_note_in_doubt_is_for_the_technician(journal: Journal) -> None:
 
 def test_cash_box_removed_reads_one_row(journal: Journal) -> None:
     k = Kiosk(journal)
-    assert not ledger.cash_box_removed(journal.db)
+    assert not books.cash_box_removed(journal.db)
     k.cash(2000, [2000])
     k.remove_box()
-    assert ledger.cash_box_removed(journal.db)
+    assert books.cash_box_removed(journal.db)
     k.insert_box()
-    assert not ledger.cash_box_removed(journal.db)
+    assert not books.cash_box_removed(journal.db)
 
 
 # ====================================================================== back-fill
@@ -310,7 +310,7 @@ def test_backfill_gives_what_live_posting_gave(tmp_path: Path,
     _forget_ledger(j)
     j.close()
 
-    monkeypatch.setattr(ledger, "CHUNK", 7)                  # many chunks, Zs inside them
+    monkeypatch.setattr(books, "CHUNK", 7)                  # many chunks, Zs inside them
     j = fast(Journal(path))
     try:
         assert _dump(j) == live
@@ -329,13 +329,13 @@ def test_records_written_during_a_backfill_are_posted_by_it(
     scenario(Kiosk(j))
     _forget_ledger(j)
     j.close()
-    monkeypatch.setattr(ledger, "backfill_step", lambda db: False)   # opened, not yet run
+    monkeypatch.setattr(books, "backfill_step", lambda db: False)   # opened, not yet run
     j = fast(Journal(path))
     monkeypatch.undo()
     try:
         Kiosk(j).orphan(20000)               # another process writes meanwhile
         assert j.db.execute("SELECT COUNT(*) FROM postings").fetchone()[0] == 0
-        while ledger.backfill_step(j.db):
+        while books.backfill_step(j.db):
             pass
         rep = reports.x_report(j)
         assert rep.cash.orphan == Count(2, 30000) and rep.cash.total == 53000

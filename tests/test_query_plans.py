@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from kiosk import books, reports
 from kiosk import events as ev
-from kiosk import ledger, reports
 from kiosk.journal import Journal
 from tests.test_reports import CATALOG, Kiosk, fast, scenario
 
@@ -87,7 +87,7 @@ def test_no_full_scan_on_the_periodic_paths(traced: tuple[Journal, list[str]]) -
     reports.history(j, 10)
     reports.report(j, 1)
     reports.cash_box(j)
-    ledger.cash_box_removed(j.db)
+    books.cash_box_removed(j.db)
     for row in j.unresolved() + j.recovered(50):        # kiosk journal list --unresolved
         j.events(row.ref)
     statements = sorted({s for s in seen if not _SKIP.match(s)})
@@ -104,10 +104,10 @@ def test_the_ledger_queries_use_the_expected_indexes(tmp_path: Path) -> None:
             return " / ".join(r[3] for r in j.db.execute("EXPLAIN QUERY PLAN " + sql, args))
 
         assert "USING PRIMARY KEY (seq>? AND seq<?)" in plan(reports._RANGE, 0, 1)
-        assert "USING INDEX postings_ref (ref=? AND seq<?)" in plan(ledger._REF_SUMS, "r", 9)
+        assert "USING INDEX postings_ref (ref=? AND seq<?)" in plan(books._REF_SUMS, "r", 9)
         # By the transaction's own events (events_kind would walk back through every
         # TopUp or ReverseCard of the journal when the one asked for is old or missing).
-        for sql in (ledger._ASKED, ledger._PREVIOUS_NOTE):
+        for sql in (books._ASKED, books._PREVIOUS_NOTE):
             assert "USING INDEX events_ref (ref=? AND rowid<?)" in plan(
                 sql, *(("r", 9, "TopUp") if sql.count("?") == 3 else ("r", 9)))
         assert "transactions_open" in plan(
