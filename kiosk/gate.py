@@ -55,6 +55,12 @@ class Gate:
         self._lock = threading.Lock()
         self._journal: Journal | None = None
 
+    def open(self) -> None:
+        """Open the gate's connection now (the kiosk does it before its devices start), so
+        the first note is not the one that waits for the schema check."""
+        with self._lock:
+            self._j()
+
     def _j(self) -> Journal:
         if self._journal is None:
             self._journal = Journal(self.path, self.kiosk_id, self.currency, any_thread=True,

@@ -107,6 +107,7 @@ class Runtime:
             cash.pending_note = self.gate.pending_note
         if hasattr(card, "commit"):
             card.commit = self._card_commit
+        self.gate.open()
         # Unfinished transactions first: a note the acceptor finishes at its start-up is
         # delivered to the background session that waits for it.
         self.recover()
