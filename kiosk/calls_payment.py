@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from drivers.base import DeviceError
 
@@ -111,24 +111,32 @@ async def card_authorise(rt: Runtime, session: Session, ref: str, amount: int) -
         return
     committed = rt.card_committed.pop(ref, None)
     if committed is not None:
-        # The approval was journaled and confirmed to the terminal: it stands, whatever
-        # happened on the line after that.
+        # Booked before it was confirmed to the terminal (the engine counts it paid); the
+        # top-up waits for the terminal's completion. A confirmation that came too late is
+        # reversed by the terminal itself: then the payment never completes.
         session.post(committed, journaled=True)
+        completed = r.approved
+        if not completed:
+            log.warning("card payment %s: approval confirmed, no completion: asking the"
+                        " terminal", ref)
+            found = await _ask_terminal(rt, card, ref, committed.amount)
+            completed = (found is not None and found.approved
+                         and found.receipt_no == committed.receipt_no)
+        if completed:
+            session.post(ev.CardCompleted(ref))
+        else:
+            log.error("ALERT card payment %s (receipt %s) approved but not completed at the"
+                      " terminal: reversing it, no top-up", ref, committed.receipt_no or "?")
+            session.post(ev.CardNotCompleted(ref, r.reason or "not_completed"))
         if r.lines:
             session.post(ev.CardReceipt(ref, tuple(r.lines)))
         return
     if r.reason == "unknown":
         # Sent, no final answer: ask the terminal what its last transaction was.
         log.warning("card payment %s: no final answer, asking the terminal", ref)
-        for _ in range(rt.CARD_RESOLVE_TRIES):
-            await asyncio.sleep(rt.CARD_RESOLVE_WAIT_S)
-            try:
-                found = await card.last_result(ref, amount)
-            except DeviceError:
-                found = None
-            if found is not None:
-                r = found if found.approved else replace(found, reason="timeout")
-                break
+        found = await _ask_terminal(rt, card, ref, amount)
+        if found is not None:
+            r = found if found.approved else replace(found, reason="timeout")
         else:
             log.error("ALERT card payment %s: outcome unknown after %d enquiries; the "
                       "terminal reverses an unconfirmed payment, check its journal",
@@ -137,10 +145,24 @@ async def card_authorise(rt: Runtime, session: Session, ref: str, amount: int) -
     if r.approved:
         session.post(ev.CardApproved(ref, r.amount, r.auth_code, r.trace, r.receipt_no,
                                      r.card_name, r.terminal_id))
+        session.post(ev.CardCompleted(ref))
         if r.lines:
             session.post(ev.CardReceipt(ref, tuple(r.lines)))
     else:
         session.post(ev.CardDeclined(ref, r.reason or "declined", r.result_code))
+
+
+async def _ask_terminal(rt: Runtime, card: Any, ref: str, amount: int) -> Any:
+    """The terminal's last transaction, if it can tell within the tries (else None)."""
+    for _ in range(rt.CARD_RESOLVE_TRIES):
+        await asyncio.sleep(rt.CARD_RESOLVE_WAIT_S)
+        try:
+            found = await card.last_result(ref, amount)
+        except DeviceError:
+            found = None
+        if found is not None:
+            return found
+    return None
 
 
 async def card_reverse(rt: Runtime, session: Session, ref: str, amount: int,

@@ -425,50 +425,35 @@ class Engine:
                     return replace(s, notice="note.too_large"), [
                         ev.ReturnNote(v, "too_large", k)]
                 return replace(s, escrow=v, escrow_key=k, notice=""), [ev.StackNote(v, k)]
-            case ev.NoteInDoubt(value=v):
-                # Neither credited nor returned (a jam or power loss while stacking, no trace
-                # at a restart): the customer's money in the machine, counted as paid; the
-                # technician's cash count settles where it is.
+            case ev.NoteInDoubt(value=v) | ev.NoteCredited(value=v):
+                # NoteInDoubt: neither credited nor returned (a jam or power loss while
+                # stacking, no trace at a restart): the customer's money in the machine,
+                # counted as paid; the technician's cash count settles where it is.
                 t = replace(t, paid=t.paid + v, notes=t.notes + (v,))
-                s = replace(s, txn=t, escrow=0, escrow_key="")
-                if t.cancel_requested:
-                    s, effects = self._to_voucher(s, "cancelled")
-                    return s, [ev.DisableCash(), *effects]
-                if t.paid >= t.amount:
-                    s, effects = self._fulfil(s)
-                    return s, [ev.DisableCash(), *effects]
-                return s, []
-            case ev.NoteCredited(value=v):
-                t = replace(t, paid=t.paid + v, notes=t.notes + (v,))
-                s = replace(s, txn=t, escrow=0, escrow_key="")
-                if t.cancel_requested or t.ref is None:
-                    s, effects = self._to_voucher(s, "cancelled")
-                    return s, [ev.DisableCash(), *effects]
-                if t.paid >= t.amount:
-                    if t.paid > t.amount and self._range_takes(t, t.paid):
-                        # Any amount: the whole of what was paid is topped up, no change.
-                        s = replace(s, txn=replace(t, amount=t.paid))
-                    s, effects = self._fulfil(s)
-                    return s, [ev.DisableCash(), *effects]
-                return s, []
+                return self._after_note(replace(s, txn=t, escrow=0, escrow_key=""))
             case ev.NoteReturned() | ev.NoteRejected():
                 notice = "note.rejected" if isinstance(e, ev.NoteRejected) else s.notice
                 s = replace(s, escrow=0, escrow_key="", notice=notice)
                 if t.cancel_requested:
-                    # The cancel waited for the note in escrow; it is decided: finish the cancel.
-                    return self._on_pay_cash(s, ev.Cancel())
+                    # The cancel (or the fault) waited for the note in escrow; it is decided.
+                    finish = ev.CashFault("settled") if t.failure == "cash_fault" else ev.Cancel()
+                    return self._on_pay_cash(s, finish)
                 return s, []
             case ev.CashFault(in_doubt=in_doubt):
                 s = self._with_device(s, "cash", False)
                 if in_doubt:
-                    # The note left the customer's hand and was being stacked when the
-                    # acceptor failed: it is the customer's money in the machine, counted as
+                    # Journals from before note keys: the note being stacked, counted as
                     # paid (the cash count settles where it physically is).
                     t = replace(t, paid=t.paid + in_doubt, notes=t.notes + (in_doubt,))
                     s = replace(s, txn=t, escrow=0, escrow_key="")
                     if t.paid >= t.amount and not t.cancel_requested:
                         s, effects = self._fulfil(s)
                         return s, [ev.DisableCash(), *effects]
+                elif s.escrow:
+                    # A note in transit is settled first (credited, returned or in doubt, the
+                    # acceptor always says which); then the fault ends the payment.
+                    t = replace(t, cancel_requested=True, failure="cash_fault")
+                    return replace(s, txn=t), [ev.DisableCash()]
                 if t.paid:
                     s, effects = self._to_voucher(s, "cash_fault")
                     return s, [ev.DisableCash(), *effects]
@@ -477,13 +462,37 @@ class Engine:
             case ev.Cancel() | ev.Timeout() | ev.Back():
                 if s.escrow:
                     # The note in escrow is decided first; cancel once it is stacked/returned.
-                    return replace(s, txn=replace(t, cancel_requested=True)), []
+                    # A customer who walked away (Timeout) and whose note completes the
+                    # price is topped up rather than left a voucher nobody collects.
+                    if t.cancel_requested:
+                        return s, []    # asked already (a fault, an earlier cancel)
+                    why = "timeout" if isinstance(e, ev.Timeout) else ""
+                    return replace(s, txn=replace(t, cancel_requested=True, failure=why)), []
                 if t.paid:
                     s, effects = self._to_voucher(s, "cancelled")
                     return s, [ev.DisableCash(), *effects]
                 back = Phase.CHOOSE_PAYMENT if isinstance(e, ev.Back) else None
                 s, effects = self._abandon_unpaid(s, back)
                 return s, [ev.DisableCash(), *effects]
+        return s, []
+
+    def _after_note(self, s: State) -> Result:
+        """A note of this payment is in (credited, or in doubt): pay, keep waiting, or end
+        the payment that a cancel or a fault asked to end once the note was settled."""
+        t = s.txn
+        fault = t.cancel_requested and t.failure == "cash_fault"
+        walked_away = t.cancel_requested and t.failure == "timeout"
+        if t.ref is not None and t.paid >= t.amount and (
+                fault or walked_away or not t.cancel_requested):
+            # Paid in full (a fault after the last note still tops up what was paid for).
+            t = replace(t, cancel_requested=False, failure="")
+            if t.paid > t.amount and self._range_takes(t, t.paid):
+                t = replace(t, amount=t.paid)   # any amount: all of it is topped up, no change
+            s, effects = self._fulfil(replace(s, txn=t))
+            return s, [ev.DisableCash(), *effects]
+        if t.cancel_requested or t.ref is None:
+            s, effects = self._to_voucher(s, "cash_fault" if fault else "cancelled")
+            return s, [ev.DisableCash(), *effects]
         return s, []
 
     def _with_device(self, s: State, name: str, ok: bool) -> State:
@@ -560,7 +569,17 @@ class Engine:
                 s = replace(s, txn=t, card_text="")
                 if t.cancel_requested or a != t.amount:
                     return s, [ev.ReverseCard(ref, a, e.receipt_no)]
+                return s, []            # booked; the top-up waits for the terminal's completion
+            case ev.CardCompleted(ref=ref) if ref == t.ref and t.paid:
+                if t.cancel_requested or t.paid != t.amount:
+                    return s, []        # being reversed already
                 return self._fulfil(s)
+            case ev.CardNotCompleted(ref=ref) if ref == t.ref:
+                if not t.paid:
+                    return self._abandon_unpaid(s, Phase.CHOOSE_PAYMENT, "card.declined")
+                # The terminal did not complete it (or cannot say): give the money back. A
+                # reversal asked twice is answered "already reversed".
+                return s, [ev.ReverseCard(ref, t.paid, t.card_receipt_no)]
             case ev.CardDeclined(ref=ref, reason=reason) if ref == t.ref:
                 if t.cancel_requested:
                     return self._abandon_unpaid(s, None)
@@ -573,6 +592,8 @@ class Engine:
             case ev.Cancel() | ev.Back():
                 if t.ref is None:
                     return self._abandon_unpaid(s, Phase.CHOOSE_PAYMENT)
+                if t.paid:
+                    return s, []        # approved at the terminal: too late to cancel
                 return replace(s, txn=replace(t, cancel_requested=True)), [ev.AbortCard(t.ref)]
         return s, []
 

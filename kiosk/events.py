@@ -268,7 +268,8 @@ class QrExpired(Record):
 @dataclass(frozen=True)
 class CardApproved(Record):
     """The terminal approved the payment. Journaled before the kiosk confirms the result to
-    the terminal (a terminal reverses a result the ECR never confirmed)."""
+    the terminal (a terminal reverses a result the ECR never confirmed); the top-up waits
+    for CardCompleted (or a CardNotCompleted reverses it)."""
     money = True
     ref: str
     amount: int
@@ -277,6 +278,24 @@ class CardApproved(Record):
     receipt_no: str = ""       # the terminal's receipt number: what a reversal names
     card_name: str = ""        # "Mastercard": the card type, never its number
     terminal_id: str = ""
+
+
+@dataclass(frozen=True)
+class CardCompleted(Record):
+    """The terminal completed the approved payment (its completion arrived, or it says its
+    last transaction is this approval): now the top-up may be done."""
+    money = True
+    ref: str
+
+
+@dataclass(frozen=True)
+class CardNotCompleted(Record):
+    """An approval was booked and confirmed, but the terminal did not complete the payment
+    (it reversed it itself: the confirmation came too late; or it cannot say): reverse it,
+    top up nothing."""
+    money = True
+    ref: str
+    reason: str
 
 
 @dataclass(frozen=True)

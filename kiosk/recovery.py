@@ -46,7 +46,10 @@ def _leave(s: State, ref: str) -> tuple[ev.Record, ...]:
     if s.phase is Phase.PAY_QR:
         return (ev.Cancel(),)
     if s.phase is Phase.PAY_CARD:
-        return (ev.CardDeclined(ref, "restart"),)
+        # Approved and booked, but no completion journaled: the terminal may have reversed
+        # it; reverse it (answered "already reversed" if so) rather than top up.
+        return (ev.CardNotCompleted(ref, "restart") if s.txn.paid
+                else ev.CardDeclined(ref, "restart"),)
     if s.phase in (Phase.FULFILLING, Phase.RESULT):
         return (ev.TopUpUnknown(ref, "restart"),)
     return ()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -640,15 +641,21 @@ def test_card_approved_tops_up(engine: Engine) -> None:
     assert effects == [ev.AuthoriseCard(REF, 5000)]
     assert not s.timeout_allowed
     s, effects = engine.step(s, ev.CardApproved(REF, 5000, "A000001", "000001"))
-    assert effects == [ev.TopUp(REF, LUZON, "luzon", "luzon-load", 5000)]
+    # Booked as paid; the top-up waits for the terminal's completion.
+    assert effects == [] and s.phase is Phase.PAY_CARD
     assert s.txn.paid == 5000 and s.txn.payment_ref == "A000001"
+    s, effects = engine.step(s, ev.Cancel())                 # too late: approved already
+    assert effects == [] and not s.txn.cancel_requested
+    s, effects = engine.step(s, ev.CardCompleted(REF))
+    assert effects == [ev.TopUp(REF, LUZON, "luzon", "luzon-load", 5000)]
     s, effects = engine.step(s, ev.TopUpSucceeded(REF, "OP1"))
     assert closes(effects) == [ev.CloseTransaction(REF, "success", 5000, 5000, 0, 0)]
 
 
 def test_card_topup_failure_is_reversed(engine: Engine) -> None:
     s, _ = paying(engine, "card")
-    s, _ = engine.step(s, ev.CardApproved(REF, 5000, "A000001", "000001"))
+    s, _ = run(engine, s, ev.CardApproved(REF, 5000, "A000001", "000001"),
+               ev.CardCompleted(REF))
     s, effects = engine.step(s, ev.TopUpFailed(REF, "backend.rejected"))
     assert effects == [ev.ReverseCard(REF, 5000)]
     assert s.phase is Phase.FULFILLING
@@ -660,7 +667,7 @@ def test_card_topup_failure_is_reversed(engine: Engine) -> None:
 
 def test_card_reversal_failure_becomes_voucher(engine: Engine) -> None:
     s, _ = paying(engine, "card")
-    s, _ = run(engine, s, ev.CardApproved(REF, 5000, "A1", "1"),
+    s, _ = run(engine, s, ev.CardApproved(REF, 5000, "A1", "1"), ev.CardCompleted(REF),
                ev.TopUpFailed(REF, "backend.rejected"))
     s, effects = engine.step(s, ev.CardReversalFailed(REF, "refused"))
     assert effects == [ev.IssueVoucher(REF, 5000, "reversal_failed")]
@@ -697,6 +704,19 @@ def test_card_approved_after_cancel_is_reversed(engine: Engine) -> None:
     assert effects == [ev.ReverseCard(REF, 5000)]
     s, effects = engine.step(s, ev.CardReversed(REF))
     assert closes(effects) == [ev.CloseTransaction(REF, "cancelled", 5000, 0, 0, 5000)]
+
+
+def test_an_approval_the_terminal_did_not_complete_is_reversed(engine: Engine) -> None:
+    """Booked and confirmed, but the terminal reversed it itself (the confirmation came
+    too late) or cannot say: reversed (answered "already reversed"), nothing topped up."""
+    s, _ = paying(engine, "card")
+    s, effects = engine.step(s, ev.CardApproved(REF, 5000, "A1", "1", "0007"))
+    assert effects == []
+    s, effects = engine.step(s, ev.CardNotCompleted(REF, "unknown"))
+    assert effects == [ev.ReverseCard(REF, 5000, "0007")]
+    s, effects = engine.step(s, ev.CardReversed(REF))
+    assert closes(effects) == [ev.CloseTransaction(REF, "cancelled", 5000, 0, 0, 5000)]
+    assert not any(isinstance(e, ev.TopUp) for e in effects)
 
 
 def test_card_approval_for_a_stale_reference_is_reversed(engine: Engine) -> None:
@@ -763,6 +783,37 @@ def test_records_round_trip_through_dicts() -> None:
     assert ev.NoteCredited.money and not ev.Start.money
 
 
+@pytest.mark.parametrize(("inserted", "outcome", "expect"), [
+    (5000, ev.NoteCredited(5000, "k:2"), "fulfil"),       # the last note went in: top-up
+    (5000, ev.NoteInDoubt(5000, "k:2", "stacker_jam"), "fulfil"),
+    (2000, ev.NoteCredited(2000, "k:2"), "voucher"),      # not enough: all of it a voucher
+    (2000, ev.NoteReturned(2000, "k:2"), "voucher"),      # given back: the first note's
+])
+def test_a_fault_with_a_note_in_transit_waits_for_the_note(
+        engine: Engine, inserted: int, outcome: ev.Record, expect: str) -> None:
+    """The acceptor faults while a note is between escrow and the box: the payment ends
+    only once the acceptor says where that note is, so it is in the voucher or the top-up,
+    never an orphan of a transaction already closed."""
+    s, _ = paying(engine, "cash", product="luzon-load-any", amount=7000)
+    s, _ = engine.step(s, ev.NoteEscrowed(2000, "k:1"))
+    s, _ = engine.step(s, ev.NoteCredited(2000, "k:1", REF))
+    s, effects = engine.step(s, ev.NoteEscrowed(inserted, "k:2"))
+    assert effects == [ev.StackNote(inserted, "k:2")]
+    s, effects = engine.step(s, ev.CashFault("stacker_jam"))
+    assert effects == [ev.DisableCash()] and s.phase is Phase.PAY_CASH
+    s, effects = engine.step(s, ev.Timeout())                       # the customer waits
+    assert effects == [] and s.phase is Phase.PAY_CASH
+    outcome = replace(outcome, ref=REF) if hasattr(outcome, "ref") else outcome
+    s, effects = engine.step(s, outcome)
+    if expect == "fulfil":
+        assert s.phase is Phase.FULFILLING and kinds(effects)[-1] == "TopUp"
+        assert s.txn.paid == 7000
+    else:
+        paid = 2000 + (inserted if not isinstance(outcome, ev.NoteReturned) else 0)
+        assert [e for e in effects if isinstance(e, ev.IssueVoucher)] == [
+            ev.IssueVoucher(REF, paid, "cash_fault")]
+
+
 def test_late_note_never_joins_a_card_payment(engine: Engine) -> None:
     # A note was on its way to the cash box when the acceptor jammed; the customer pays by
     # card instead. When the acceptor finally stacks the note, it is not card money: a card
@@ -770,10 +821,14 @@ def test_late_note_never_joins_a_card_payment(engine: Engine) -> None:
     s, _ = paying(engine, "cash")
     s, _ = engine.step(s, ev.NoteEscrowed(2000))
     s, effects = engine.step(s, ev.CashFault("jam"))
+    assert closes(effects) == [] and s.phase is Phase.PAY_CASH     # the note is settled first
+    s, effects = engine.step(s, ev.NoteReturned(2000))              # the jam gave it back
     assert closes(effects) == [ev.CloseTransaction(REF, "cancelled", 0, 0, 0, 0)]
+    assert s.phase is Phase.CHOOSE_PAYMENT and s.notice == "cash.unavailable"
     s, effects = engine.step(s, ev.ChoosePayment("card"))
     s, effects = engine.step(s, ev.ReferenceAllocated("K0001-000002"))
-    s, _ = engine.step(s, ev.CardApproved("K0001-000002", 5000, "A1", "1"))
+    s, _ = run(engine, s, ev.CardApproved("K0001-000002", 5000, "A1", "1"),
+               ev.CardCompleted("K0001-000002"))
     assert s.phase is Phase.FULFILLING
     s, effects = engine.step(s, ev.NoteCredited(2000))
     assert effects == [ev.OrphanNote(2000)]

@@ -108,6 +108,7 @@ class World:
         self.orders: dict[str, list[Any]] = {}
         # The provider: ref -> "credited" | "failed" | "undecided"; absent = never received.
         self.provider: dict[str, str] = {}
+        self.auto_reversed: set[str] = set()     # approvals the terminal reversed itself
         self.log: list[str] = []
         # The voucher bank (the journal's vouchers table): code -> [amount, status].
         self.bank: dict[str, list[Any]] = {}
@@ -432,10 +433,20 @@ class Driver:
                 if outcome == "approve":
                     w.books[p.ref].card += p.value
                     e = ev.CardApproved(p.ref, p.value, "A000001", "000001")
+                    # The completion (06 0F) follows; or the terminal reverses an approval
+                    # whose confirmation came too late and never completes it.
+                    w.pending.append(Pending(p.session, "complete", p.ref, p.value))
                 else:
                     e = ev.CardDeclined(p.ref, p.extra or "declined")
+            case "complete":
+                if pick("completed", "not_completed") == "completed":
+                    e = ev.CardCompleted(p.ref)
+                else:
+                    w.auto_reversed.add(p.ref)
+                    e = ev.CardNotCompleted(p.ref, "unknown")
             case "reverse":
-                if pick("ok", "refused") == "ok":
+                # A payment the terminal reversed itself: "already reversed" (approved).
+                if p.ref in w.auto_reversed or pick("ok", "refused") == "ok":
                     w.books[p.ref].reversed += p.value
                     e = ev.CardReversed(p.ref)
                 else:
@@ -484,6 +495,7 @@ class Driver:
             if w.pending:
                 p = w.pending[0]
                 choice = {"card": "decline" if p.extra == "aborted" else "approve",
+                          "complete": "completed",
                           "reverse": "ok", "topup": "succeed", "query": "answer",
                           "qr_create": "created", "print": "ok"}.get(p.kind)
                 if p.kind == "query" and w.provider.get(p.ref) == "undecided":

@@ -868,12 +868,13 @@ def test_a_journal_written_by_the_real_engine_reconciles(journal: Journal, keyed
     sh.post(ev.Done())
     card = sh.choose("card", 5000)
     sh.post(ev.CardApproved(card, 5000, "A1", "T1", "R1"))
+    sh.post(ev.CardCompleted(card))
     sh.post(ev.TopUpFailed(card, "backend.rejected"))
     sh.post(ev.CardReversed(card))
     sh.post(ev.Done())
     jam = sh.choose("cash", 5000)
     sh.note(2000)
-    sh.jam(5000)                                  # in doubt: paid 7000, change 2000
+    sh.jam(5000)                                  # in doubt: paid 7000
     sh.post(ev.TopUpSucceeded(jam, "OP3"))
     sh.post(ev.Done())
     sh.post(ev.DeviceStatus("cash", True))
@@ -892,7 +893,10 @@ def test_a_journal_written_by_the_real_engine_reconciles(journal: Journal, keyed
     assert rep.cash.orphan == Count(3, 17000) and rep.cash.in_doubt == Count(1, 5000)
     assert rep.qr == Count(2, 8000) and rep.late_payments == Count(1, 3000)
     assert rep.card_approved == rep.card_reversed == Count(1, 5000)
-    assert rep.vouchers.issued == Count(2, 5000) and rep.vouchers.held == Count(1, 2000)
+    # The late QR payment's voucher; keyed, the jam's 7000 are all topped up (any amount,
+    # as for a credited note); before keys (CashFault.in_doubt) 2000 of it was change.
+    issued = Count(1, 3000) if keyed else Count(2, 5000)
+    assert rep.vouchers.issued == issued and rep.vouchers.held == Count(1, 2000)
     assert rep.transactions.open_refs == (pending,)
     assert reports.cash_box(journal).total == rep.cash.total == 33000
     closed = journal.transactions("closed", limit=100)
