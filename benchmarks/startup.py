@@ -37,6 +37,9 @@ async def walk_through_screens(rt: object) -> None:
         await asyncio.sleep(0.02)
     for e in (ev.Start(), ev.NumberEntered("09171234567"), ev.ConfirmNumber(True),
               ev.ChooseProduct("luzon-load", 2000), ev.ChoosePayment("cash")):
+        if isinstance(e, ev.ChooseProduct):
+            while rt.state.offered is None:  # type: ignore[attr-defined]  # number checked
+                await asyncio.sleep(0.05)
         rt.post(e)                           # type: ignore[attr-defined]
         await asyncio.sleep(0.2)
     while cash.simulator.status().name != "IDLING":

@@ -6,6 +6,13 @@ terminal and an ESC/POS printer on ptys, the HTTP aggregator and the wallet gate
 after its N-th journal write, restarted to recover, and the devices' own ledgers are
 checked against the journal. (A killed kiosk cleans nothing up: a pty simulator it owned
 would leave its temporary folder behind, once per kill; so it owns none.)
+
+`Rig.kill_at` kills it instead when the external ID-003 device *enters* a state for a given
+note (ESCROW, STACKING, VEND VALID, STACKED, IDLING after it): this process polls the
+simulator (`Id003Simulator.status()`, about every millisecond, ~60 times per kiosk poll),
+plays the customer's hands from the same loop, and sends SIGKILL the moment it sees the
+state; the device keeps running and keeps its state, as a real acceptor does when only the
+PC dies. `cash_violations` then checks every note the device holds against the journal.
 """
 
 from __future__ import annotations
@@ -13,11 +20,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +39,7 @@ from kiosk.backend.http_sim import ReloadlySimulator
 from kiosk.payments.gateway_sim import WalletGatewaySimulator
 
 ROOT = Path(__file__).resolve().parents[2]
+KIOSK_ENV = {"KIOSK_LOG_LEVEL": "WARNING"}
 NOTES = (2000, 5000, 10000, 20000, 50000, 100000)
 
 # What the aggregator does with the top-up, per outcome of a path.
@@ -51,6 +61,45 @@ class Path_:
     @property
     def customer(self) -> str:
         return f"{self.method}:luzon-load:{self.amount}"
+
+
+# Kill points in the device's escrow cycle of one note, as the device enters each state.
+# "idle": IDLING (or DISABLED, once the kiosk closed the slot after the last note) right
+# after STACKED was reported.
+KILL_STATES = {"escrow": {Status.ESCROW}, "stacking": {Status.STACKING},
+               "vend_valid": {Status.VEND_VALID}, "stacked": {Status.STACKED},
+               "idle": {Status.IDLING, Status.DISABLED}}
+
+
+@dataclass(frozen=True)
+class KillPoint:
+    state: str                  # a KILL_STATES key
+    note: int                   # 1-based: the note of the customer's notes
+    power_cycle: bool = False   # the acceptor loses power too, right after the kiosk dies
+
+    @property
+    def name(self) -> str:
+        return f"note{self.note}-{self.state}" + ("-power-cycled" if self.power_cycle else "")
+
+
+@dataclass
+class Killed:
+    """Where a kill landed: the device's status when it was seen entering (`at`), once the
+    kiosk was dead (`dead`), and once the bytes the kiosk wrote just before dying had been
+    taken by the device (`after`)."""
+    at: Status
+    dead: Status
+    after: Status
+    trace: list[str]            # the device's statuses as seen, "+" = a note inserted
+    given: tuple[int, ...]      # the notes inserted before the kill
+
+    @property
+    def landed(self) -> bool:
+        """The kiosk died in the state; at ESCROW and VEND VALID also before its answer
+        (STACK, ACK) went out: the device is still waiting for it."""
+        if self.dead is not self.at:
+            return False
+        return self.after is self.at or self.at not in (Status.ESCROW, Status.VEND_VALID)
 
 
 @dataclass
@@ -158,16 +207,19 @@ port = "{self.printer.link}"
                     self.gateway.pay(ref)
 
     # ---- the kiosk process
-    def run(self, customer: str | None = None, crash_after: int = 0,
-            timeout: float = 60.0) -> Result:
+    def _command(self, customer: str | None, crash_after: int = 0) -> list[str]:
         cmd = [sys.executable, "-m", "kiosk.cli", "--config", str(self.config), "run",
                "--headless", "--exit-when-settled"]
         if customer:
             cmd += ["--customer", customer]
         if crash_after:
             cmd += ["--crash-after-writes", str(crash_after)]
-        env = {**os.environ, "KIOSK_LOG_LEVEL": "WARNING"}
-        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+        return cmd
+
+    def run(self, customer: str | None = None, crash_after: int = 0,
+            timeout: float = 60.0) -> Result:
+        p = subprocess.run(self._command(customer, crash_after), cwd=ROOT,
+                           env={**os.environ, **KIOSK_ENV}, capture_output=True, text=True,
                            timeout=timeout)
         summary: dict[str, Any] = {}
         for line in reversed(p.stdout.splitlines()):
@@ -175,6 +227,108 @@ port = "{self.printer.link}"
                 summary = json.loads(line)
                 break
         return Result(p.returncode, summary, p.stdout[-3000:] + p.stderr[-3000:])
+
+    def kill_at(self, point: KillPoint, customer: str, notes: tuple[int, ...],
+                timeout: float = 30.0) -> Killed:
+        """Run the kiosk with `customer`, feed it `notes` (each once the device is IDLING),
+        and SIGKILL it as the device enters `point.state` for note `point.note`.
+
+        STACKED can last less than a millisecond (after the last note the kiosk closes the
+        slot and polls at once): for that point the device answers 0.1 s late
+        (`slow`) from the moment VEND VALID shows, so the kill lands while it is STACKED."""
+        out = open(self.dir / "killed.log", "ab")
+        proc = subprocess.Popen(self._command(customer), cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT, env={**os.environ, **KIOSK_ENV})
+        out.close()
+        sim, targets = self.acceptor, KILL_STATES[point.state]
+        to_give, note, acked_before = list(notes), 0, 0
+        last: Status | None = None
+        trace: list[str] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if proc.poll() is not None:
+                    raise AssertionError(f"{point.name}: the kiosk exited "
+                                         f"({proc.returncode}) first; device: {trace}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{point.name}: never reached; device: {trace}")
+                st = sim.status()
+                entered, last = st is not last, st
+                if entered:
+                    trace.append(st.name)
+                acked = sim.record.vend_valid_acked > acked_before    # STACKED entered
+                if note == point.note:
+                    if (point.state == "stacked" and st is Status.VEND_VALID
+                            and not sim.reply_delay):
+                        sim.slow(0.1)
+                    if st in targets and (entered if point.state != "idle" else acked):
+                        proc.send_signal(signal.SIGKILL)
+                        proc.wait(10)
+                        dead = sim.status()
+                        break
+                if st is Status.IDLING and to_give and sim.insert(to_give[0]):
+                    to_give.pop(0)
+                    note, acked_before = note + 1, sim.record.vend_valid_acked
+                    trace.append("+")
+                time.sleep(0.001)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        # What the kiosk wrote just before it died is still on the line: let the device
+        # take it (late, if it was slowed), then see where the kill landed.
+        slowed = sim.reply_delay
+        sim.slow(0)
+        time.sleep(0.03 + slowed)
+        return Killed(st, dead, sim.status(), trace, notes[:note])
+
+    def power_cycle_acceptor(self) -> None:
+        """The acceptor loses power and comes back (POWER_UP, or a power-up with the bill
+        inside if one was mid-cycle). Only while no kiosk runs: nothing else touches the
+        device then (the simulator's thread only answers host frames)."""
+        self.acceptor.device.power_cycle()
+
+    def unresolved(self) -> list[dict[str, Any]]:
+        """`kiosk journal list --unresolved --json`: what the technician would read."""
+        p = subprocess.run([sys.executable, "-m", "kiosk.cli", "--config", str(self.config),
+                            "journal", "list", "--unresolved", "--json"], cwd=ROOT,
+                           env={**os.environ, **KIOSK_ENV}, capture_output=True, text=True,
+                           timeout=30, check=False)
+        assert p.returncode == 0, p.stdout + p.stderr
+        return list(json.loads(p.stdout))
+
+    def cash_violations(self, notes: tuple[int, ...]) -> list[str]:
+        """Every note the customer gave, against the device's truth and the journal: each
+        note in the cash box booked exactly once to its transaction (NoteCredited, or
+        NoteInDoubt counted as paid), nothing given back booked, nothing credited to nobody,
+        nothing left inside the device, and each cash transaction paid what was booked.
+        (Notes are told apart by value: give notes of different values.)"""
+        j = self.journal()
+        rec = self.acceptor.record
+        out: list[str] = []
+        txns = {t["ref"]: t for t in j["transactions"] if t["method"] == "cash"}
+        booked = [(ref, d) for ref, kind, d in j["events"]
+                  if kind in ("NoteCredited", "NoteInDoubt")]
+        for ref, d in booked:
+            if ref not in txns:
+                out.append(f"note {d['value']} ({d['key']}) booked to no cash transaction "
+                           f"({ref})")
+        in_box, counted = Counter(rec.stacked), Counter(d["value"] for r, d in booked
+                                                        if r in txns)
+        for value in sorted(set(in_box) | set(counted)):
+            if in_box[value] != counted[value]:
+                back = " (given back to the customer)" if value in rec.returned else ""
+                out.append(f"note {value}: {in_box[value]} in the cash box, booked "
+                           f"{counted[value]} times{back}")
+        if Counter(rec.stacked) + Counter(rec.returned) != Counter(notes):
+            out.append(f"notes given {list(notes)}, the device stacked {rec.stacked} and "
+                       f"returned {rec.returned} (device now "
+                       f"{self.acceptor.status().name}): not every note is accounted for")
+        for ref, t in txns.items():
+            paid = sum(d["value"] for r, d in booked if r == ref)
+            if t["paid"] != paid:
+                out.append(f"{ref}: paid {t['paid']}, notes booked to it {paid}")
+        return out
 
     # ---- the books
     def journal(self) -> dict[str, Any]:
@@ -201,11 +355,15 @@ port = "{self.printer.link}"
                 out.append(f"{t['ref']}: paid {t['paid']} != credited {t['credited']} + "
                            f"voucher {t['voucher']} + refunded {t['refunded']}")
         # Cash: every note in the cash box is journaled as money (credited to a
-        # transaction, or kept as an orphan / power-up note for reconciliation).
+        # transaction, in doubt and counted as paid, or kept as an orphan / power-up note
+        # for reconciliation). As the ledger's cash box counts them: a note found at
+        # power-up counts only in the stacker (one in escrow is given back).
         stacked = sum(self.acceptor.record.stacked)
         credited = sum(d["value"] for _r, k, d in j["events"] if k == "NoteCredited")
-        in_doubt = sum(d.get("in_doubt", 0) for _r, k, d in j["events"] if k == "CashFault")
-        power_up = sum(d.get("value", 0) for _r, k, d in j["events"] if k == "NoteAtPowerUp")
+        in_doubt = (sum(d.get("in_doubt", 0) for _r, k, d in j["events"] if k == "CashFault")
+                    + sum(d["value"] for _r, k, d in j["events"] if k == "NoteInDoubt"))
+        power_up = sum(d.get("value", 0) for _r, k, d in j["events"]
+                       if k == "NoteAtPowerUp" and d.get("where") == "stacker")
         if stacked != credited + in_doubt + power_up:
             out.append(f"cash box holds {stacked}, journal counts {credited} credited + "
                        f"{in_doubt} in doubt + {power_up} at power-up")
