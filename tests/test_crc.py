@@ -43,3 +43,9 @@ def test_id003_and_zvt_frame_with_the_one_crc() -> None:
     apdu = bytes.fromhex("060000")
     framed = zvt.frame(apdu)
     assert int.from_bytes(framed[-2:], "little") == crc.crc16_kermit(apdu + b"\x03")
+
+
+@pytest.mark.parametrize("data,check", list(crc.CHECK_CCITT_FALSE.items()), ids=repr)
+def test_ccitt_false_check_vectors(data: bytes, check: int) -> None:
+    """The EMVCo QR payload's CRC (CRC-16/IBM-3740), from the same module."""
+    assert crc.crc16_ccitt_false(data) == check

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kiosk.payments.emvco import (QrPayloadError, crc16_ccitt_false, decode, merchant_payload,
-                                  parse_tlv, tlv, with_crc)
+from drivers.crc import crc16_ccitt_false
+from kiosk.payments.emvco import QrPayloadError, decode, merchant_payload, parse_tlv, tlv, with_crc
 
 PROMPTPAY = "00020101021129370016A000000677010111011300668999999995802TH53037646304FE29"
 

@@ -3,28 +3,21 @@
 Each data object is a 2-digit id, a 2-digit length and the value. Ids 26-51 (merchant
 account information) and 62 (additional data) are templates holding nested objects.
 The payload ends with 63 04 + CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF) computed over
-everything before the CRC value, "6304" included, as 4 uppercase hex digits.
+everything before the CRC value, "6304" included, as 4 uppercase hex digits (drivers/crc.py,
+where the kiosk's CRCs live).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from drivers.crc import crc16_ccitt_false
+
 TEMPLATES = set(range(26, 52)) | {62, 64}
 
 
 class QrPayloadError(ValueError):
     pass
-
-
-def crc16_ccitt_false(data: bytes) -> int:
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-            crc &= 0xFFFF
-    return crc
 
 
 def tlv(tag: str | int, value: str) -> str:
