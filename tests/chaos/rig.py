@@ -32,7 +32,7 @@ from typing import Any, Callable
 from drivers.bill.id003 import Status
 from drivers.card_terminal.simulator import ZvtSimulator
 from drivers.printer.escpos_sim import EscposSimulator
-from tests.crash.harness import ROOT, Rig
+from tests.crash.harness import ROOT, Rig, books_violations
 
 FULL = os.environ.get("KIOSK_CHAOS_FULL", "") not in ("", "0")
 
@@ -355,33 +355,8 @@ def money_violations(rig: Rig, since_seq: int = 0, since_number: int = 0) -> lis
             out.append(f"{ref}: closed with voucher {t['voucher']}, vouchers issued on it "
                        f"{vouchers[ref]}")
     out += _cash_violations(rig, events, txns)
-    # The aggregator: never a reference credited twice; its credits equal the journal's.
-    for ref, n in rig.aggregator.credit_count.items():
-        if n > 1:
-            out.append(f"{ref}: the aggregator credited it {n} times")
-    for ref, amount in rig.aggregator.credits.items():
-        t = txns.get(ref)
-        if t is None or t["credited"] != amount:
-            out.append(f"{ref}: the aggregator credited {amount}, the journal "
-                       f"{t and t['credited']}")
-    for ref, t in txns.items():
-        if t["credited"] and rig.aggregator.credits.get(ref) != t["credited"]:
-            out.append(f"{ref}: the journal says credited {t['credited']}, the aggregator "
-                       f"{rig.aggregator.credits.get(ref)}")
-    # The card terminal: what stays charged equals what the journal kept.
-    ledger = rig.terminal.ledger
-    charged = sum(ledger.authorised.values()) - sum(ledger.reversed.values())
-    kept = sum(t["paid"] - t["refunded"] for t in txns.values() if t["method"] == "card")
-    if charged != kept:
-        out.append(f"card: the terminal keeps {charged} charged "
-                   f"(authorised {dict(ledger.authorised)}, reversed {dict(ledger.reversed)}),"
-                   f" the journal {kept}")
-    # The wallet: what customers paid equals what the journal took or kept as a voucher.
-    paid = sum(rig.gateway.ledger.values())
-    taken = sum(t["paid"] for t in txns.values() if t["method"] == "qr")
-    late = sum(d["amount"] for _r, k, d in events if k == "LatePayment")
-    if paid != taken + late:
-        out.append(f"wallet: customers paid {paid}, the journal {taken} + {late} late")
+    out += books_violations(rig.aggregator, rig.terminal.ledger, rig.gateway.ledger, txns,
+                            events)
     return out
 
 

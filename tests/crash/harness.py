@@ -367,30 +367,41 @@ port = "{self.printer.link}"
         if stacked != credited + in_doubt + power_up:
             out.append(f"cash box holds {stacked}, journal counts {credited} credited + "
                        f"{in_doubt} in doubt + {power_up} at power-up")
-        # The aggregator: never a reference credited twice; credits match the journal.
-        for ref, n in self.aggregator.credit_count.items():
-            if n > 1:
-                out.append(f"{ref} credited {n} times")
         closed = {t["ref"]: t for t in j["transactions"]}
-        for ref, amount in self.aggregator.credits.items():
-            t = closed.get(ref)
-            if t is None or t["credited"] != amount:
-                out.append(f"{ref}: aggregator credited {amount}, journal "
-                           f"{t and t['credited']}")
-        for ref, t in closed.items():
-            if t["credited"] and self.aggregator.credits.get(ref) != t["credited"]:
-                out.append(f"{ref}: journal says credited {t['credited']}, the aggregator "
-                           f"{self.aggregator.credits.get(ref)}")
-        # The card terminal: what stays charged equals what the journal kept.
-        ledger = self.terminal.ledger
-        charged = sum(ledger.authorised.values()) - sum(ledger.reversed.values())
-        kept = sum(t["paid"] - t["refunded"] for t in j["transactions"] if t["method"] == "card")
-        if charged != kept:
-            out.append(f"card: terminal keeps {charged}, journal {kept}")
-        # The wallet: what customers paid equals what the journal took or kept as voucher.
-        paid = sum(self.gateway.ledger.values())
-        taken = sum(t["paid"] for t in j["transactions"] if t["method"] == "qr")
-        late = sum(d["amount"] for _r, k, d in j["events"] if k == "LatePayment")
-        if paid != taken + late:
-            out.append(f"wallet: customers paid {paid}, journal {taken} + {late} late")
+        out += books_violations(self.aggregator, self.terminal.ledger, self.gateway.ledger,
+                                closed, j["events"])
         return out
+
+
+def books_violations(aggregator: Any, card_ledger: Any, wallet_ledger: dict[str, int],
+                     txns: dict[str, dict[str, Any]],
+                     events: list[tuple[Any, str, dict[str, Any]]]) -> list[str]:
+    """The services' own books against the journal's transactions (by reference): the
+    aggregator credited each reference at most once and as much as the journal says, the
+    card terminal keeps charged what the journal kept, and the wallet's customers paid what
+    the journal took or kept as a late-payment voucher."""
+    out: list[str] = []
+    for ref, n in aggregator.credit_count.items():
+        if n > 1:
+            out.append(f"{ref}: the aggregator credited it {n} times")
+    for ref, amount in aggregator.credits.items():
+        t = txns.get(ref)
+        if t is None or t["credited"] != amount:
+            out.append(f"{ref}: the aggregator credited {amount}, the journal "
+                       f"{t and t['credited']}")
+    for ref, t in txns.items():
+        if t["credited"] and aggregator.credits.get(ref) != t["credited"]:
+            out.append(f"{ref}: the journal says credited {t['credited']}, the aggregator "
+                       f"{aggregator.credits.get(ref)}")
+    charged = sum(card_ledger.authorised.values()) - sum(card_ledger.reversed.values())
+    kept = sum(t["paid"] - t["refunded"] for t in txns.values() if t["method"] == "card")
+    if charged != kept:
+        out.append(f"card: the terminal keeps {charged} charged (authorised "
+                   f"{dict(card_ledger.authorised)}, reversed {dict(card_ledger.reversed)}),"
+                   f" the journal {kept}")
+    paid = sum(wallet_ledger.values())
+    taken = sum(t["paid"] for t in txns.values() if t["method"] == "qr")
+    late = sum(d["amount"] for _r, k, d in events if k == "LatePayment")
+    if paid != taken + late:
+        out.append(f"wallet: customers paid {paid}, the journal {taken} + {late} late")
+    return out
