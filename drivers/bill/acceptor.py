@@ -51,7 +51,7 @@ class Id003Acceptor(SerialWorker, BillAcceptor):
 
     def __init__(self, port: str = "", poll_ms: int = 150, reply_timeout_ms: int = 500,
                  retries: int = 3, transient_timeout_s: float = 10.0,
-                 escrow_timeout_s: float = 5.0, denominations: tuple[int, ...] = (),
+                 escrow_timeout_s: float = 10.0, denominations: tuple[int, ...] = (),
                  currency: str = "PHP") -> None:
         SerialWorker.__init__(self, port)
         self.poll_s = poll_ms / 1000

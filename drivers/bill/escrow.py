@@ -24,7 +24,7 @@ nothing is owed. Time is the `now` passed in (escrow decision, transient timer, 
 |           |                                   | in doubt; none: IDLING/DISABLED/fault ->     |
 |           |                                   | RESET (the shell: on_reset -> IDLE)          |
 | IDLE      | none                              | ESCROW -> ESCROW (NoteEscrowed, a new key)   |
-| ESCROW    | NoteEscrowed, awaiting a decision | stack -> STACKING; return or 5 s -> RETURNING|
+| ESCROW    | NoteEscrowed, awaiting a decision | stack -> STACKING; return or 10 s -> RETURNING|
 | STACKING  | STACK sent                        | VEND VALID/STACKED -> CREDITED (credited);   |
 |           |                                   | REJECTING/RETURNING -> RETURNING; IDLING     |
 |           |                                   | with no VEND VALID, fault, stuck -> in doubt |
@@ -109,7 +109,7 @@ class Pending(Protocol):        # kiosk.gate.PendingNote
 @dataclass(frozen=True)
 class EscrowState:
     values: Mapping[int, int] = field(default_factory=lambda: MappingProxyType({}))
-    escrow_timeout_s: float = 5.0
+    escrow_timeout_s: float = 10.0
     transient_timeout_s: float = 10.0
     stage: Stage = Stage.STARTING
     started: bool = False

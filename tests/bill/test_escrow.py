@@ -158,7 +158,7 @@ CYCLES = [
      CREDITED),
     ("device_stacks_while_returning", "ESCROW return STACKING VEND_VALID", CREDITED),
     ("rejected_in_transport", "ESCROW stack STACKING REJECTING RETURNING IDLING", RETURNED),
-    ("escrow_timeout_then_late_stack", "ESCROW +5.5 ESCROW stack RETURNING IDLING", RETURNED),
+    ("escrow_timeout_then_late_stack", "ESCROW +10.5 ESCROW stack RETURNING IDLING", RETURNED),
     ("stale_key_ignored", "ESCROW stale ESCROW return RETURNING IDLING", RETURNED),
     ("commit_refused_twice", ("ESCROW stack refuse refuse VEND_VALID VEND_VALID VEND_VALID "
      "STACKED"), CREDITED),
