@@ -577,8 +577,9 @@ class Engine:
             case ev.CardNotCompleted(ref=ref) if ref == t.ref:
                 if not t.paid:
                     return self._abandon_unpaid(s, Phase.CHOOSE_PAYMENT, "card.declined")
-                # The terminal did not complete it (or cannot say): give the money back. A
-                # reversal asked twice is answered "already reversed".
+                if t.cancel_requested or t.paid != t.amount:
+                    return s, []        # its reversal was asked for at the approval
+                # The terminal did not complete it (or cannot say): give the money back.
                 return s, [ev.ReverseCard(ref, t.paid, t.card_receipt_no)]
             case ev.CardDeclined(ref=ref, reason=reason) if ref == t.ref:
                 if t.cancel_requested:

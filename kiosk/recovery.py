@@ -34,6 +34,12 @@ def resume(state: State, pending: list[ev.Record], note_pending: bool) -> Resume
         elif isinstance(eff, (ev.QueryTopUp, ev.IssueVoucher, ev.ReverseCard,
                               ev.CloseTransaction, ev.SetVoucherStatus)):
             return Resume(state, eff, tuple(first))
+    if not first and state.phase is Phase.PAY_CARD and state.txn.paid:
+        # Approved and booked, with no completion and no reversal journaled: whatever was
+        # asked before the restart is lost; reverse it (the terminal answers "already
+        # reversed" if it did so itself) rather than top up.
+        t = state.txn
+        return Resume(state, ev.ReverseCard(ref, t.paid, t.card_receipt_no), ())
     if not first:
         first = list(_leave(state, ref))
     return Resume(state, None, tuple(first))
@@ -46,10 +52,7 @@ def _leave(s: State, ref: str) -> tuple[ev.Record, ...]:
     if s.phase is Phase.PAY_QR:
         return (ev.Cancel(),)
     if s.phase is Phase.PAY_CARD:
-        # Approved and booked, but no completion journaled: the terminal may have reversed
-        # it; reverse it (answered "already reversed" if so) rather than top up.
-        return (ev.CardNotCompleted(ref, "restart") if s.txn.paid
-                else ev.CardDeclined(ref, "restart"),)
+        return (ev.CardDeclined(ref, "restart"),)
     if s.phase in (Phase.FULFILLING, Phase.RESULT):
         return (ev.TopUpUnknown(ref, "restart"),)
     return ()
