@@ -46,6 +46,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from .logs import setup
     setup()
+    # What the kiosk writes (the UI toolkit's folder and logs among it) is its own.
+    os.umask(0o077)
     if args.headless:
         from . import headless
         try:

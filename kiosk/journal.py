@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
-from . import books
+from . import books, private
 from . import events as ev
 from .engine import Engine, Phase, State, Txn
 
@@ -138,7 +138,8 @@ class Journal:
     def __init__(self, path: str | Path, kiosk_id: str = "K0001", currency: str = "PHP",
                  *, any_thread: bool = False, busy_timeout_s: float = 10.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private.folder(self.path.parent)        # phone numbers and voucher codes inside
+        private.file(self.path)
         self.kiosk_id = kiosk_id
         self.currency = currency
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so each append is one

@@ -220,3 +220,41 @@ def test_money_events_and_masked_rows(journal: Journal) -> None:
     d = row.to_dict()
     assert d["msisdn"] == "0917***4567"
     assert row.to_dict(masked=False)["msisdn"] == MSISDN
+
+
+def test_the_data_folder_and_the_journal_are_private(tmp_path: Path) -> None:
+    """Phone numbers and voucher codes live in the journal: the folder is 0700 and the
+    database with its WAL and shared-memory files 0600, whatever the umask."""
+    import os
+    import stat
+    old = os.umask(0o022)
+    try:
+        folder = tmp_path / "data"
+        j = Journal(folder / "journal.sqlite3", "K0001", "PHP")
+        ref = j.open_transaction(cash_txn())
+        j.append(ref, ev.NoteCredited(2000))
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        assert modes["journal.sqlite3"] == 0o600 and modes["journal.sqlite3-wal"] == 0o600
+        assert set(modes.values()) == {0o600}, modes
+        j.close()
+        # A journal left readable by an earlier version is made private at open.
+        os.chmod(folder, 0o755)
+        os.chmod(folder / "journal.sqlite3", 0o644)
+        Journal(folder / "journal.sqlite3", "K0001", "PHP").close()
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        assert stat.S_IMODE((folder / "journal.sqlite3").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_a_shared_folder_is_left_alone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import os
+    import stat
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)                    # sticky and world-writable, like /tmp
+    Journal(shared / "journal.sqlite3", "K0001", "PHP").close()
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert "is shared" in caplog.text
+    assert stat.S_IMODE((shared / "journal.sqlite3").stat().st_mode) == 0o600
