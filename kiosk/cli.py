@@ -44,6 +44,16 @@ def _print_json(obj: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    from .lock import FolderLock, KioskBusy
+    try:
+        FolderLock(settings.data_dir).probe()
+        return _run(args, settings)
+    except KioskBusy as exc:
+        print(f"kiosk: {exc}", file=sys.stderr)
+        return 75
+
+
+def _run(args: argparse.Namespace, settings: Any) -> int:
     from .logs import setup
     setup()
     # What the kiosk writes (the UI toolkit's folder and logs among it) is its own.

@@ -37,6 +37,7 @@ from .config import Settings
 from .engine import Engine, Outcome, Phase, Policy, State
 from .gate import Gate
 from .journal import Journal
+from .lock import FolderLock
 from .payments.wallet import WalletProvider
 from .session import Session
 
@@ -61,6 +62,9 @@ class Runtime:
 
     def __init__(self, settings: Settings, devices: dict[str, Any] | None = None) -> None:
         self.settings = settings
+        # One kiosk per data folder: a second one refuses here (KioskBusy), before it
+        # touches the journal or a device.
+        self.lock = FolderLock(settings.data_dir).acquire()
         policy = Policy(max_overpay=settings.max_overpay,
                         max_unknown_queries=settings.max_unknown_queries,
                         min_note=min(settings.cash_denominations))
@@ -134,6 +138,7 @@ class Runtime:
                 await close()                   # HTTP clients: close their connections
         self.gate.close()
         self.journal.close()
+        self.lock.release()
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
