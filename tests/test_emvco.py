@@ -158,3 +158,14 @@ def test_payload_round_trip_property(name: str, amount: int) -> None:
     fields = _tags(decode(payload))
     assert fields["54"].value == amount_text
     assert fields["59"].value == name
+
+
+@pytest.mark.parametrize("payload", ["³0³2630406A5", "0002٠١6304ABCD", "00²2016304FFFF"])
+def test_non_ascii_digits_are_the_modules_own_error(payload: str) -> None:
+    """str.isdigit() takes superscripts and Arabic-Indic digits; int() then refuses them
+    with a bare ValueError. A payload with them is a QrPayloadError like any bad one."""
+    with pytest.raises(QrPayloadError):
+        decode(payload)
+    if not payload[:4].isascii():               # in a tag or a length, not in a value
+        with pytest.raises(QrPayloadError, match="bad tag or length"):
+            parse_tlv(payload)

@@ -40,9 +40,10 @@ SIM-registry endpoint. It is not part of Reloadly's API; kiosk/backend/http_sim.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 import httpx
 
@@ -312,7 +313,7 @@ class ReloadlyBackend(TopUpBackend):
         kind = "bundle" if o.get("bundle") or o.get("data") else "airtime"
 
         def minor(v: Any) -> int:
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+            if not _finite(v) or v < 0:
                 raise ReloadlyError(f"operator {oid}: bad amount {v!r}")
             return int((Decimal(str(v)) * scale).to_integral_value())
         if o.get("denominationType") == "RANGE":
@@ -338,9 +339,8 @@ class ReloadlyBackend(TopUpBackend):
         air, data, until = b.get("airtime"), b.get("dataMb"), b.get("validUntil")
         return Balance(
             airtime=int((Decimal(str(air)) * 10 ** self.minor_units).to_integral_value())
-            if isinstance(air, (int, float)) and not isinstance(air, bool) else None,
-            data_mb=int(data) if isinstance(data, (int, float)) and not isinstance(data, bool)
-            else None,
+            if _finite(air) else None,
+            data_mb=int(data) if _finite(data) else None,
             valid_until=until if isinstance(until, str) else "")
 
     async def reachable(self) -> bool:
@@ -368,7 +368,12 @@ class ReloadlyBackend(TopUpBackend):
 
 
 def _as_sent(provider_id: str) -> Any:
-    return int(provider_id) if provider_id.isdigit() else provider_id
+    return int(provider_id) if provider_id.isascii() and provider_id.isdigit() else provider_id
+
+
+def _finite(v: Any) -> TypeGuard[int | float]:
+    """A JSON number that is an amount: not a bool, not NaN or Infinity (json takes both)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _json(r: httpx.Response) -> Any:

@@ -20,6 +20,11 @@ class QrPayloadError(ValueError):
     pass
 
 
+def _digits(s: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes "³" or "٣", which int() then refuses."""
+    return s.isascii() and s.isdigit()
+
+
 def tlv(tag: str | int, value: str) -> str:
     tag = f"{int(tag):02d}"
     if len(value) > 99:
@@ -41,7 +46,7 @@ def parse_tlv(text: str, where: str = "") -> list[Field]:
         if len(text) - i < 4:
             raise QrPayloadError(f"truncated data object at position {i}{where}")
         tag, length = text[i:i + 2], text[i + 2:i + 4]
-        if not (tag.isdigit() and length.isdigit()):
+        if not (_digits(tag) and _digits(length)):
             raise QrPayloadError(f"bad tag or length {text[i:i + 4]!r} at position {i}{where}")
         n = int(length)
         value = text[i + 4:i + 4 + n]

@@ -24,6 +24,7 @@ Rules, as the runtime reads them (kiosk/runtime.py `_qr_order`, `_qr_close`):
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from urllib.parse import quote
 
@@ -138,8 +139,9 @@ class HttpWallet(WalletProvider):
         payload, expires_at = body.get("qr_payload"), body.get("expires_at")
         if not isinstance(payload, str) or not payload:
             raise WalletError(f"order {ref}: no qr_payload in the answer")
-        if isinstance(expires_at, bool) or not isinstance(expires_at, (int, float)):
-            raise WalletError(f"order {ref}: no expires_at in the answer")
+        if (isinstance(expires_at, bool) or not isinstance(expires_at, (int, float))
+                or not math.isfinite(expires_at)):
+            raise WalletError(f"order {ref}: no expires_at in the answer ({expires_at!r})")
         self._check_payload(ref, amount, payload)
         return WalletOrder(ref, payload, float(expires_at))
 

@@ -25,7 +25,7 @@ from kiosk import config
 from kiosk import events as ev
 from kiosk.backend.base import TopUpStatus
 from kiosk.backend.http_sim import ReloadlySimulator
-from kiosk.backend.reloadly import ReloadlyBackend
+from kiosk.backend.reloadly import ReloadlyBackend, ReloadlyError
 from kiosk.backend.simulated import DEMO_SIMS, UNKNOWN_SIM
 from kiosk.config import ConfigError, DeviceSettings
 from kiosk.payments.simulated import SimulatedWallet
@@ -354,3 +354,15 @@ def test_config_file_selects_reloadly(tmp_path: Path) -> None:
         encoding="utf-8")
     with pytest.raises(ConfigError, match="backend.verify"):
         config.load(tmp_path / "bad.toml", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), True, -5, "50"])
+def test_a_bad_amount_from_the_provider_is_its_own_error(sim: ReloadlySimulator,
+                                                        bad: Any) -> None:
+    """JSON allows NaN and Infinity: an offer with one (or a bool, a negative, a string) is a
+    ReloadlyError naming the operator, never a ValueError or OverflowError from int()."""
+    b = make_backend(sim)
+    for offer in ({"denominationType": "RANGE", "localMinAmount": bad, "localMaxAmount": 100},
+                  {"denominationType": "FIXED", "localFixedAmounts": [50, bad]}):
+        with pytest.raises(ReloadlyError, match="operator 7: bad amount"):
+            b._offer(offer, 7)
