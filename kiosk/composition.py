@@ -9,8 +9,6 @@ from drivers import registry
 
 from .config import Settings
 
-DEVICE_KINDS = ("sim_reader", "cash", "card", "printer", "backend", "wallet")
-
 
 def options(settings: Settings, name: str, driver: str, given: dict[str, Any]) -> dict[str, Any]:
     """A device's options: its config section, plus what the kiosk's settings imply."""

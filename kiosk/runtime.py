@@ -182,8 +182,8 @@ class Runtime:
         if session is not None:
             session.post(e, journaled=True)
             return
-        if isinstance(e, (ev.NoteCredited, ev.NoteEscrowed)):
-            self.touched()
+        if isinstance(e, ev.NoteCredited):
+            self.touched()                       # a note in counts as the customer's touch
         self.main.post(e, journaled=True)
 
     def _card_commit(self, ref: str, r: Any) -> bool:
