@@ -258,3 +258,34 @@ def test_a_shared_folder_is_left_alone(tmp_path: Path, caplog: pytest.LogCapture
     assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
     assert "is shared" in caplog.text
     assert stat.S_IMODE((shared / "journal.sqlite3").stat().st_mode) == 0o600
+
+
+def test_a_second_connection_in_the_kiosk_keeps_the_first_ones_locks(path: Path) -> None:
+    """The kiosk holds two connections (the loop's and the money gate's). Opening the
+    second must not drop the first one's POSIX locks: if it did, a `kiosk report` closing
+    its connection in another process would take itself for the last one, checkpoint and
+    delete the WAL under the running kiosk, and the money written after that is lost."""
+    import subprocess
+    import sys
+    loop = Journal(path, "K0001", "PHP")
+    gate = Journal(path, "K0001", "PHP", any_thread=True)
+    loop.db.execute("PRAGMA wal_autocheckpoint=0")      # keep everything in the WAL
+    ref = loop.open_transaction(cash_txn())
+    loop.append(ref, ev.NoteCredited(2000))
+    wal = Path(f"{path}-wal")
+    assert wal.exists() and wal.stat().st_size > 0
+    subprocess.run([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]);"
+                    " c.execute('SELECT COUNT(*) FROM events').fetchall(); c.close()", str(path)],
+                   check=True)
+    assert wal.exists(), "another process deleted the WAL of a journal still open here"
+    gate.enter(None, ev.NoteCredited(5000, key="1:7"))
+    loop.append(ref, ev.NoteCredited(10000))
+    loop.close()
+    gate.close()
+    reopened = Journal(path, "K0001", "PHP")
+    try:
+        assert reopened.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        values = [r.data.get("value") for r in reopened.events(ref) if r.kind == "NoteCredited"]
+        assert values == [2000, 10000]
+    finally:
+        reopened.close()
