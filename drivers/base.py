@@ -82,7 +82,8 @@ class CardResult:
 
     reason: "" when approved; "declined" | "aborted" (customer or kiosk) | "offline"
     (terminal unreachable before anything was sent) | "unknown" (sent, no final answer:
-    timeout or port lost mid-transaction; resolve with `CardTerminal.last_result`).
+    timeout or port lost mid-transaction; resolve with `CardTerminal.last_result`) |
+    "not_completed" (approved, then the terminal never finished: resolve the same way).
     """
     approved: bool
     amount: int = 0
@@ -94,6 +95,7 @@ class CardResult:
     terminal_id: str = ""
     card_name: str = ""                   # card type as the terminal names it ("Mastercard")
     text: str = ""                        # the terminal's last message for the customer
+    card_last4: str = ""                  # the card number's last four digits, never more
     lines: tuple[str, ...] = ()           # the terminal's receipt lines (customer copy)
 
 

@@ -18,6 +18,12 @@ reference on screen, so the OrphanNote moves it (a correcting cash_in of -value,
 -1, and an orphan_note). That legacy rule needs the previous record of the reference, so
 it lives in `post`, not in `postings`.
 
+A late credit (LateCredit, kiosk/late_credit.py) carries its own money (credited, the
+voucher value it cancels, what is left to recover); the SetVoucherStatus written with it
+is keyed apart from the held voucher's one change ("voucher-late") and moves no more
+money (`ledger.revalued`). Whether a status change follows a LateCredit is read from the
+journal, so a back-fill posts it as it was when written.
+
 An existing journal is back-filled once, at open (`install`), in chunks of `CHUNK`
 events, each its own short write; records written meanwhile are posted by the back-fill.
 """
@@ -29,7 +35,7 @@ import sqlite3
 from collections.abc import Callable, Iterable
 
 from . import events as ev
-from .ledger import HANDLED, HANDLED_NAMES, MONEY_IN, NOTES, K, Kind, Posting, postings
+from .ledger import HANDLED, HANDLED_NAMES, MONEY_IN, NOTES, K, Kind, Posting, postings, revalued
 
 VERSION = "1"
 CHUNK = 2000            # events per back-fill write
@@ -110,10 +116,11 @@ def post(db: sqlite3.Connection, seq: int, ts: float, ref: str | None,
 
 def _post(db: sqlite3.Connection, seq: int, ts: float, ref: str | None,
           rec: ev.Record) -> list[Posting]:
-    if not _first(db, seq, rec):
+    late = isinstance(rec, ev.SetVoucherStatus) and _after_late_credit(db, rec.ref, seq)
+    if not _first(db, seq, rec, late):
         return []
     issues: list[tuple[str, str | None, int, int, str]] = []
-    ps = _derive(db, seq, ref, rec, issues)
+    ps = _derive(db, seq, ref, rec, issues, late)
     if ps:
         db.executemany(
             "INSERT INTO postings (seq, n, ts, ref, kind, amount, denom, method)"
@@ -128,7 +135,7 @@ def _post(db: sqlite3.Connection, seq: int, ts: float, ref: str | None,
     return ps
 
 
-def _ledger_key(rec: ev.Record) -> tuple[str, str] | None:
+def _ledger_key(rec: ev.Record, late: bool = False) -> tuple[str, str] | None:
     match rec:
         case ev.StackNote() | ev.ReturnNote():
             return None
@@ -138,13 +145,23 @@ def _ledger_key(rec: ev.Record) -> tuple[str, str] | None:
         case ev.LatePayment(source=s):
             return ("late", s)
         case ev.SetVoucherStatus(code=c):
-            return ("voucher-status", c)    # a held voucher changes status once
+            # A held voucher changes status once; a late credit changes it once more.
+            return ("voucher-late" if late else "voucher-status", c)
+        case ev.LateCredit(ref=r):
+            return ("late-credit", r)
     return ev.fact_key(rec)
 
 
-def _first(db: sqlite3.Connection, seq: int, rec: ev.Record) -> bool:
+def _after_late_credit(db: sqlite3.Connection, ref: str, seq: int) -> bool:
+    """Is there a LateCredit of `ref` before `seq`? (From the journal, not the vouchers
+    table: a back-fill sees each status change as it was when written.)"""
+    return db.execute("SELECT 1 FROM events INDEXED BY events_ref WHERE ref = ? AND seq < ?"
+                      " AND kind = 'LateCredit' LIMIT 1", (ref, seq)).fetchone() is not None
+
+
+def _first(db: sqlite3.Connection, seq: int, rec: ev.Record, late: bool = False) -> bool:
     """Remember a keyed fact; False if it was entered before (its repeat is counted)."""
-    fk = _ledger_key(rec)
+    fk = _ledger_key(rec, late)
     if fk is None:
         return True
     if db.execute("INSERT OR IGNORE INTO ledger_keys (source, key, seq) VALUES (?, ?, ?)",
@@ -174,7 +191,8 @@ def _ref_sums(db: sqlite3.Connection, ref: str, seq: int) -> dict[str, int]:
 
 
 def _derive(db: sqlite3.Connection, seq: int, ref: str | None, rec: ev.Record,
-            issues: list[tuple[str, str | None, int, int, str]]) -> list[Posting]:
+            issues: list[tuple[str, str | None, int, int, str]],
+            late: bool = False) -> list[Posting]:
     """`postings(rec, ref, asked)` with what only the journal knows."""
     asked = 0
     match rec:
@@ -195,6 +213,8 @@ def _derive(db: sqlite3.Connection, seq: int, ref: str | None, rec: ev.Record,
         case ev.SetVoucherStatus(code=c):
             row = db.execute("SELECT amount FROM vouchers WHERE code = ?", (c,)).fetchone()
             asked = int(row[0]) if row else 0
+            if late:
+                return revalued(rec, asked)
         case ev.LatePayment(source=s) if s.startswith("qr:"):
             row = db.execute("SELECT repeats FROM ledger_keys WHERE source = 'qr' AND key = ?",
                              (s[3:],)).fetchone()

@@ -1,11 +1,22 @@
 """Calls to the top-up provider, each an asyncio task whose answer comes back as an event:
 the subscriber look-up and check before money, the balance, the top-up and its status.
-A timeout, a dropped connection or a 5xx is TopUpUnknown, never a failure."""
+A timeout, a dropped connection or a 5xx is TopUpUnknown, never a failure.
+
+"Not found" is not final at once: a provider may commit a top-up it received late (a
+queue, a slow operator link), and a failure would give the customer a voucher (or a card
+reversal) for a number that is then credited. A look-up answering NOT_FOUND stays
+TopUpUnknown("not_found") until `not_found_window_s` (setting, default 900 s) has passed
+since the top-up was first sent (its journaled TopUp); the status queries go on with their
+back-off (the customer gets the PENDING receipt after max_unknown_queries, a background
+session keeps asking). Only after the window is NOT_FOUND the failure
+"backend.not_received"; a late credit even after that is reconciled by
+kiosk/late_credit.py."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
@@ -100,17 +111,44 @@ async def topup(rt: Runtime, session: Session, eff: ev.TopUp) -> None:
         log.warning("top-up %s: no final answer (%s)", eff.ref, type(exc).__name__)
         session.post(ev.TopUpUnknown(eff.ref, type(exc).__name__))
         return
-    session.post(answer_event(eff.ref, answer))
+    session.post(answer_event(rt, eff.ref, answer))
 
 
-def answer_event(ref: str, answer: Any) -> ev.Record:
+NOT_FOUND_WINDOW_S = 900.0      # default of the setting not_found_window_s
+
+
+def answer_event(rt: Runtime, ref: str, answer: Any) -> ev.Record:
     if answer.status is TopUpStatus.SUCCESSFUL:
         return ev.TopUpSucceeded(ref, answer.operator_ref)
     if answer.status is TopUpStatus.FAILED:
         return ev.TopUpFailed(ref, answer.reason or "backend.rejected")
     if answer.status is TopUpStatus.NOT_FOUND:
-        return ev.TopUpFailed(ref, "backend.not_received")
+        return not_found(rt, ref)
     return ev.TopUpUnknown(ref, "status unknown")
+
+
+def first_sent(rt: Runtime, ref: str) -> float | None:
+    """When the top-up of `ref` was first sent: its journaled TopUp (None: never)."""
+    row = rt.journal.db.execute("SELECT MIN(ts) FROM events INDEXED BY events_ref"
+                                " WHERE ref = ? AND kind = 'TopUp'", (ref,)).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+def not_found(rt: Runtime, ref: str) -> ev.Record:
+    """The provider has no top-up `ref`: unknown within the window since it was sent (it
+    may still commit it), the failure "backend.not_received" after it (or if it was never
+    sent at all)."""
+    window = float(getattr(rt.settings, "not_found_window_s", NOT_FOUND_WINDOW_S))
+    sent = first_sent(rt, ref)
+    if sent is not None:
+        age = time.time() - sent
+        if age < window:
+            log.info("top-up %s not found at the provider %.1f s after it was sent: asking"
+                     " again (final after %g s)", ref, age, window)
+            return ev.TopUpUnknown(ref, "not_found")
+    log.warning("top-up %s not found at the provider %s: failed (not received)", ref,
+                "and never sent" if sent is None else f"{window:g} s after it was sent")
+    return ev.TopUpFailed(ref, "backend.not_received")
 
 
 async def query(rt: Runtime, session: Session, ref: str, attempt: int) -> None:
@@ -124,5 +162,5 @@ async def query(rt: Runtime, session: Session, ref: str, attempt: int) -> None:
         log.warning("status of %s: no answer (%s)", ref, type(exc).__name__)
         session.post(ev.TopUpUnknown(ref, type(exc).__name__))
         return
-    session.post(answer_event(ref, answer))
+    session.post(answer_event(rt, ref, answer))
 

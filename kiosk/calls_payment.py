@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 from drivers.base import DeviceError
 
 from . import events as ev
+from . import paid_amount
 from .engine import Phase
+from .payments.wallet import WalletStatus
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -40,7 +42,7 @@ async def qr_order(rt: Runtime, session: Session, ref: str, amount: int) -> None
             log.warning("QR status %s: %s", ref, exc)
             continue
         if st.state == "paid":
-            session.post(ev.QrPaid(ref, st.amount, st.provider_ref))
+            qr_paid(rt, session, ref, st, amount)
             return
         if st.state == "expired":
             session.post(ev.QrExpired(ref))
@@ -59,11 +61,25 @@ async def qr_close(rt: Runtime, session: Session, ref: str) -> None:
             log.error("closing QR order %s failed: %s", ref, exc)
             st = None
         if st is not None and st.state == "paid":
-            session.post(ev.QrPaid(ref, st.amount, st.provider_ref))
+            qr_paid(rt, session, ref, st)
             return
     finally:
         rt.qr_closing.discard(ref)
     rt.spawn(qr_watch_late(rt, session, ref))
+
+
+def qr_paid(rt: Runtime, session: Session, ref: str, st: WalletStatus,
+            ordered: int | None = None) -> None:
+    """The gateway says order `ref` is paid: QrPaid for what the kiosk accepts of it
+    (kiosk/paid_amount.py: the order's amount at most; less than it is not a payment).
+    A payment screen still waiting for it is ended when nothing is accepted."""
+    if ordered is None:
+        ordered = paid_amount.ordered_amount(rt, ref)
+    take = paid_amount.accepted(rt, ref, st.amount, st.provider_ref, ordered)
+    if take:
+        session.post(ev.QrPaid(ref, take, st.provider_ref))
+    elif session.state.txn.ref == ref and session.state.phase is Phase.PAY_QR:
+        session.post(ev.QrOrderFailed(ref, "amount_mismatch"))
 
 
 def rewatch_closed_qr_orders(rt: Runtime) -> None:
@@ -95,7 +111,7 @@ async def qr_watch_late(rt: Runtime, session: Session, ref: str) -> None:
             continue
         if st.state == "paid":
             log.warning("QR order %s paid after it was closed", ref)
-            session.post(ev.QrPaid(ref, st.amount, st.provider_ref))
+            qr_paid(rt, session, ref, st)
             return
         if st.state == "declined":
             return
@@ -131,7 +147,7 @@ async def card_authorise(rt: Runtime, session: Session, ref: str, amount: int) -
         if r.lines:
             session.post(ev.CardReceipt(ref, tuple(r.lines)))
         return
-    if r.reason == "unknown":
+    if r.reason in ("unknown", "not_completed"):
         # Sent, no final answer: ask the terminal what its last transaction was.
         log.warning("card payment %s: no final answer, asking the terminal", ref)
         found = await _ask_terminal(rt, card, ref, amount)

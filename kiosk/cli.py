@@ -4,6 +4,7 @@
     kiosk config check [PATH] [--json]
     kiosk journal list [--status open|closed] [--limit N] [--json]
     kiosk journal show REF [--json]
+    kiosk journal init | check | backup [--to DIR] | restore [--from FILE] --by NAME
     kiosk diag sim [--reader REGEX] [--wait SECONDS] [--json]
     kiosk diag bill --port PATH [--accept N] [--timeout S] [--json]
     kiosk qr decode PAYLOAD [--json]      kiosk qr encode [--amount A] [--reference R] ...
@@ -15,7 +16,8 @@
     kiosk sim pay REFERENCE [--url URL] [--late]
 
 Exit codes: 0 ok, 1 not found / invalid, 2 configuration error, 3 report disagrees with the
-journal, 64 wrong command line;
+journal, 64 wrong command line, 65 the journal is refused (lost, damaged, another
+folder's: the message says how to restore), 75 another kiosk runs on the data folder;
 `kiosk diag sim` has its own (see its --help).
 """
 
@@ -31,6 +33,7 @@ from typing import Any, NoReturn
 
 from . import config as config_mod
 from .config import ConfigError, Settings
+from .identity import JournalRefused
 from .money import fmt
 
 
@@ -47,6 +50,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .lock import FolderLock, KioskBusy
     try:
         FolderLock(settings.data_dir).probe()
+        from .startcheck import preflight
+        preflight(settings)         # JournalRefused: one line, exit 65 (main)
         return _run(args, settings)
     except KioskBusy as exc:
         print(f"kiosk: {exc}", file=sys.stderr)
@@ -111,7 +116,7 @@ def _when(ts: float | None) -> str:
 def cmd_journal_list(args: argparse.Namespace) -> int:
     s = _settings(args)
     from .journal import Journal
-    j = Journal(s.journal_path, s.kiosk_id, s.currency)
+    j = Journal(s.journal_path, s.kiosk_id, s.currency, create=False)
     if args.unresolved:
         return _list_unresolved(j, args)
     rows = j.transactions(status=args.status, limit=args.limit)
@@ -152,8 +157,8 @@ def _how(j: Any, r: Any) -> str:
 
 
 def _list_unresolved(j: Any, args: argparse.Namespace) -> int:
-    """Open transactions, those a restart found unfinished, and notes in doubt: what, and
-    how resolved."""
+    """Open transactions, those a restart found unfinished, notes in doubt and what the
+    operator must reconcile (kiosk/reconcile.py): what, and how resolved."""
     from .books import notes_in_doubt
     doubt: dict[str | None, list[tuple[int, str]]] = {}
     for ref, value, why in notes_in_doubt(j.db, args.limit):
@@ -161,7 +166,9 @@ def _list_unresolved(j: Any, args: argparse.Namespace) -> int:
     rows = {r.ref: r for r in j.unresolved()}
     for r in j.recovered(args.limit):
         rows.setdefault(r.ref, r)
-    for ref in doubt:
+    from .reconcile import to_reconcile
+    flagged = to_reconcile(j.db, j.currency, args.limit)    # late credits, wallet amounts
+    for ref in [*doubt, *flagged]:
         r = j.transaction(ref) if ref else None
         if r is not None:
             rows.setdefault(r.ref, r)
@@ -169,7 +176,7 @@ def _list_unresolved(j: Any, args: argparse.Namespace) -> int:
     def how(r: Any) -> str:
         notes = "; ".join(f"a note of {fmt(v, r.currency)} in doubt ({why}): count the box"
                           for v, why in doubt.get(r.ref, []))
-        return "; ".join(x for x in (_how(j, r), notes) if x)
+        return "; ".join(x for x in (_how(j, r), notes, *flagged.get(r.ref, [])) if x)
     ordered = sorted(rows.values(), key=lambda r: r.number, reverse=True)[:args.limit]
     orphans = doubt.get(None, [])
     if args.json:
@@ -194,7 +201,7 @@ def cmd_journal_show(args: argparse.Namespace) -> int:
     s = _settings(args)
     from .journal import Journal
     from .logs import mask
-    j = Journal(s.journal_path, s.kiosk_id, s.currency)
+    j = Journal(s.journal_path, s.kiosk_id, s.currency, create=False)
     row = j.transaction(args.ref)
     if row is None:
         print(f"kiosk: no transaction {args.ref}", file=sys.stderr)
@@ -317,7 +324,7 @@ def cmd_sim_backend(args: argparse.Namespace) -> int:
 def _journal(args: argparse.Namespace) -> tuple[Settings, Any]:
     s = _settings(args)
     from .journal import Journal
-    return s, Journal(s.journal_path, s.kiosk_id, s.currency)
+    return s, Journal(s.journal_path, s.kiosk_id, s.currency, create=False)
 
 
 def _show_report(rep: Any, s: Settings, as_json: bool) -> int:
@@ -342,7 +349,14 @@ def cmd_report_x(args: argparse.Namespace) -> int:
 def cmd_report_z(args: argparse.Namespace) -> int:
     from . import reports
     s, j = _journal(args)
-    return _show_report(reports.z_report(j, args.by, catalog=s.catalog), s, args.json)
+    code = _show_report(reports.z_report(j, args.by, catalog=s.catalog), s, args.json)
+    if s.backup.folder is not None:             # a second copy of every closed period
+        from . import backup
+        try:
+            backup.take(s.journal_path, s.backup.folder, s.kiosk_id, s.backup.keep)
+        except backup.BackupError as exc:
+            print(f"kiosk: warning: the Z report is closed, but {exc}", file=sys.stderr)
+    return code
 
 
 def cmd_report_history(args: argparse.Namespace) -> int:
@@ -499,6 +513,10 @@ def build_parser() -> argparse.ArgumentParser:
     js.add_argument("--data-dir", type=Path)
     js.add_argument("--json", action="store_true")
     js.set_defaults(func=cmd_journal_show)
+    jcommon = argparse.ArgumentParser(add_help=False)
+    jcommon.add_argument("--data-dir", type=Path, help="journal and state folder")
+    from .cli_journal import register as register_journal
+    register_journal(jsub, jcommon)
 
     d = sub.add_parser("diag", help="technician diagnostics of the devices")
     dsub = d.add_subparsers(dest="diag_command", required=True)
@@ -543,6 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  2  declined or aborted at the terminal\n"
                "  3  paid but the reversal failed (reverse it from the terminal's menu)\n"
                "  4  terminal unreachable, port problem or result unknown\n"
+               "  5  approved but never completed by the terminal: reversed, the card is"
+               " not charged\n"
                "  64 wrong command line")
     dc.add_argument("--port", required=True, help="serial port, e.g. /dev/kiosk-card")
     dc.add_argument("--amount", type=int, required=True, help="minor units, e.g. 100 = 1.00")
@@ -623,6 +643,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--late", action="store_true",
                     help="pay even a closed or expired order (a payment arriving late)")
     sp.set_defaults(func=cmd_sim_pay)
+    from .cli_voucher import register as register_voucher
+    register_voucher(sub)
     return p
 
 
@@ -630,6 +652,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except JournalRefused as exc:
+        print(f"kiosk: {exc}", file=sys.stderr)
+        return 65
+    except OSError as exc:
+        from . import disk
+        if not disk.is_full(exc):
+            raise
+        where = Path(exc.filename) if exc.filename else \
+            getattr(args, "data_dir", None) or Path.cwd()
+        print(f"kiosk: {disk.full_message(Path(where), exc)}", file=sys.stderr)
+        return 65
     except ConfigError as exc:
         if getattr(args, "json", False):
             _print_json({"ok": False, "file": exc.file, "key": exc.key, "reason": exc.reason})

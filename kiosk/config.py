@@ -10,124 +10,42 @@ Relative paths inside a file are relative to that file's folder. Unknown keys ar
 
 from __future__ import annotations
 
-import re
-import tomllib
+import os
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+from . import config_values as cv
 from .catalog import Catalog, Operator, Product, ProductKind
-from .money import CURRENCIES, MoneyError, parse_minor
+from .config_values import ConfigError, Table, read_toml, show
+from .money import CURRENCIES
+from .secrets_source import SECRET_OPTIONS, SecretSources
+from .sms import SmsSettings
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "kiosk.toml"
 
 
-class ConfigError(Exception):
-    def __init__(self, file: Path | str, key: str, reason: str) -> None:
-        self.file, self.key, self.reason = str(file), key, reason
-        super().__init__(f"{file}: {key}: {reason}" if key else f"{file}: {reason}")
-
-
-class _Table:
-    """Typed access to one TOML table; remembers which keys were read."""
-
-    def __init__(self, file: Path, prefix: str, data: Any) -> None:
-        self.file, self.prefix = file, prefix
-        if not isinstance(data, dict):
-            raise ConfigError(file, prefix, f"must be a table, got {_show(data)}")
-        self.data = data
-        self.seen: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}.{name}" if self.prefix else name
-
-    def error(self, name: str, reason: str) -> ConfigError:
-        return ConfigError(self.file, self.key(name), reason)
-
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any = ..., *,
-            choices: tuple[Any, ...] = (), lo: int | None = None, hi: int | None = None) -> Any:
-        self.seen.add(name)
-        if name not in self.data:
-            if default is ...:
-                raise self.error(name, "is required")
-            return default
-        v = self.data[name]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if (isinstance(v, bool) and bool not in kinds) or not isinstance(v, kinds):
-            want = " or ".join(_type_name(k) for k in kinds)
-            raise self.error(name, f"must be {want}, got {_show(v)}")
-        if choices and v not in choices:
-            raise self.error(name, f"must be one of {', '.join(map(str, choices))}, got {_show(v)}")
-        if isinstance(v, int) and not isinstance(v, bool) and (
-                (lo is not None and v < lo) or (hi is not None and v > hi)):
-            raise self.error(name, f"must be an integer from {lo} to {hi}, got {v}")
-        return v
-
-    def str_list(self, name: str, default: Any = ...) -> list[str]:
-        v = self.get(name, list, default)
-        if any(not isinstance(x, str) for x in v):
-            raise self.error(name, "must be a list of strings")
-        return list(v)
-
-    def money(self, name: str, currency: str, default: Any = ...) -> int:
-        v = self.get(name, str, default)
-        if v is None:
-            return 0
-        try:
-            return parse_minor(v, currency)
-        except MoneyError as exc:
-            raise self.error(name, str(exc)) from None
-
-    def table(self, name: str, required: bool = False) -> _Table:
-        self.seen.add(name)
-        if name not in self.data and required:
-            raise self.error(name, "table is required")
-        return _Table(self.file, self.key(name), self.data.get(name, {}))
-
-    def done(self) -> None:
-        extra = sorted(set(self.data) - self.seen)
-        if extra:
-            raise self.error(extra[0], "unknown key (misspelt?)")
-
-
-def _type_name(k: type) -> str:
-    return {str: "a string", int: "an integer", bool: "true or false", list: "a list",
-            dict: "a table", float: "a number", date: "a date (YYYY-MM-DD)"}.get(k, k.__name__)
-
-
-def _show(v: Any) -> str:
-    if isinstance(v, str):
-        return f'"{v}"'
-    if isinstance(v, float):
-        return f"{v} (a float: write money as a string like \"20.00\")"
-    return repr(v)
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(path, "", "file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, "", f"not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
-
-
-def _with_base(file: Path, data: dict[str, Any]) -> dict[str, Any]:
+def _with_base(file: Path, data: dict[str, Any], chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """`base = "kiosk.toml"`: start from that file (in the same folder) and override it
     table by table, key by key. Lets a variant config say only what differs."""
     base_name = data.pop("base", None)
     if base_name is None:
         return data
-    if not isinstance(base_name, str) or "/" in base_name:
-        raise ConfigError(file, "base", "must be the name of a file in the same folder")
+    if not isinstance(base_name, str) or base_name in ("", ".", "..") or any(
+            c in base_name for c in "/\x00"):
+        raise ConfigError(file, "base", "must be the name of a file in the same folder, "
+                                        f"got {show(base_name)}")
+    chain = chain or (file,)
     base_file = file.parent / base_name
-    if base_file.resolve() == file.resolve():
+    real = os.path.realpath(base_file)
+    if real == os.path.realpath(file):
         raise ConfigError(file, "base", "a file cannot be its own base")
-    merged = _with_base(base_file, _read_toml(base_file))
+    reals = [os.path.realpath(f) for f in chain]
+    if real in reals:
+        names = [f.name for f in chain[reals.index(real):]] + [base_file.name]
+        raise ConfigError(file, "base", "cycle " + " -> ".join(names))
+    merged = _with_base(base_file, read_toml(base_file), (*chain, base_file))
     for key, value in data.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = {**merged[key], **value}
@@ -157,6 +75,14 @@ class UiSettings:
 
 
 @dataclass(frozen=True)
+class BackupSettings:
+    """[backup]: the journal's second copy (kiosk/backup.py). No folder: no copy."""
+    folder: Path | None = None
+    interval_min: int = 60
+    keep: int = 48
+
+
+@dataclass(frozen=True)
 class Settings:
     file: Path
     kiosk_id: str
@@ -177,6 +103,13 @@ class Settings:
     devices: dict[str, DeviceSettings]
     merchant_name: str
     merchant_city: str
+    min_free_mb: int = 64                   # [journal]: no sale below this much free disk
+    backup: BackupSettings = field(default_factory=BackupSettings)
+    not_found_window_s: float = 900.0       # [backend]: "not found" is final only after it
+    late_check_hours: int = 48              # [backend]: a failed top-up is asked again so long
+    late_check_interval_s: float = 300.0    # [backend]: between those asks, doubling ...
+    late_check_max_interval_s: float = 21600.0   # ... up to this
+    sms: SmsSettings = field(default_factory=SmsSettings)   # [sms] (kiosk/config_sms.py)
 
     @property
     def currency(self) -> str:
@@ -192,20 +125,23 @@ DEVICES = ("sim_reader", "cash", "card", "printer", "backend", "wallet")
 
 def load(path: str | Path | None = None, *, data_dir: str | Path | None = None) -> Settings:
     file = Path(path) if path else DEFAULT_CONFIG
-    root = _Table(file, "", _with_base(file, _read_toml(file)))
+    root = Table(file, "", _with_base(file, read_toml(file)))
 
     k = root.table("kiosk", required=True)
     kiosk_id = k.get("id", str)
-    if not kiosk_id.replace("-", "").isalnum() or len(kiosk_id) > 16:
+    if not (kiosk_id.replace("-", "").isalnum() and kiosk_id.isascii()) or len(kiosk_id) > 16:
         raise k.error("id", "must be 1-16 letters, digits or '-'")
-    site = k.get("site", str, "")
-    support = k.get("support", str, "")
-    timezone = k.get("timezone", str, "UTC")
+    site = k.text("site", "")
+    support = k.text("support", "")
+    timezone = cv.time_zone(k.fail("timezone"), k.get("timezone", str, "UTC"))
     demo = k.get("demo", bool, False)
-    ddir = file.parent / k.get("data_dir", str, "../var")
+    ddir = file.parent / k.path("data_dir", "../var")
     if data_dir:
         ddir = Path(data_dir)
-    cat_file = file.parent / k.get("catalog", str, "catalog.toml")
+    cat_file = file.parent / k.path("catalog", "catalog.toml")
+    secrets_file = k.get("secrets_file", str, None)
+    if secrets_file is not None:
+        secrets_file = file.parent / k.path("secrets_file", "")
     k.done()
 
     u = root.table("ui")
@@ -218,7 +154,7 @@ def load(path: str | Path | None = None, *, data_dir: str | Path | None = None) 
         idle_timeout_s=u.get("idle_timeout_s", int, 60, lo=10, hi=600),
         answer_timeout_s=u.get("answer_timeout_s", int, 20, lo=20, hi=300),
         result_timeout_s=u.get("result_timeout_s", int, 30, lo=5, hi=600),
-        cjk_font=u.get("cjk_font", str, UiSettings.cjk_font),
+        cjk_font=u.path("cjk_font", UiSettings.cjk_font),
     )
     from .i18n import available_languages
     have = available_languages()
@@ -233,7 +169,7 @@ def load(path: str | Path | None = None, *, data_dir: str | Path | None = None) 
     cur = catalog.currency
 
     p = root.table("payments")
-    max_overpay = p.money("max_overpay", cur, "0")
+    max_overpay = p.money("max_overpay", cur, "0", zero_ok=True)
     qr_expiry_s = p.get("qr_expiry_s", int, 120, lo=30, hi=900)
     voucher_expiry_days = p.get("voucher_expiry_days", int, 180, lo=1, hi=3650)
     denoms = tuple(sorted(parse_minor_checked(p, "cash_denominations", cur,
@@ -243,7 +179,11 @@ def load(path: str | Path | None = None, *, data_dir: str | Path | None = None) 
     b = root.table("backend")
     backend_timeout_s = b.get("timeout_s", int, 15, lo=1, hi=120)
     max_unknown = b.get("max_unknown_queries", int, 5, lo=0, hi=100)
-    query_interval = b.get("query_interval_s", (int, float), 2)
+    query_interval = b.seconds("query_interval_s", 2, hi=60)
+    not_found_window = b.seconds("not_found_window_s", 900, hi=7 * 86400)
+    late_hours = b.get("late_check_hours", int, 48, lo=1, hi=24 * 31)
+    late_interval = b.seconds("late_check_interval_s", 300, hi=86400)
+    late_max = b.seconds("late_check_max_interval_s", 21600, hi=7 * 86400)
     devices: dict[str, DeviceSettings] = {}
     b_driver = b.get("driver", str, "simulated")
     b_opts = {key: b.data[key] for key in b.data if key not in b.seen}
@@ -251,15 +191,29 @@ def load(path: str | Path | None = None, *, data_dir: str | Path | None = None) 
     devices["backend"] = DeviceSettings(b_driver, b_opts)
 
     w = root.table("wallet")
-    merchant_name = w.get("merchant_name", str, "TOPUP KIOSK")
-    merchant_city = w.get("merchant_city", str, "MANILA")
+    merchant_name = w.text("merchant_name", "TOPUP KIOSK")
+    merchant_city = w.text("merchant_city", "MANILA")
     devices["wallet"] = DeviceSettings(w.get("driver", str, "simulated"),
                                        {key: w.data[key] for key in w.data if key not in w.seen})
+
+    jt = root.table("journal")
+    min_free_mb = jt.get("min_free_mb", int, 64, lo=1, hi=1_000_000)
+    jt.done()
+    bt = root.table("backup")
+    folder = bt.get("folder", str, "")          # another disk or a USB stick; "": no copy
+    if folder:
+        folder = bt.path("folder", "")
+    backup = BackupSettings(
+        folder=(file.parent / folder) if folder else None,
+        interval_min=bt.get("interval_min", int, 60, lo=1, hi=7 * 24 * 60),
+        keep=bt.get("keep", int, 48, lo=1, hi=10_000))
+    bt.done()
 
     for name in ("sim_reader", "cash", "card", "printer"):
         t = root.table(name)
         drv = t.get("driver", str, "simulated")
         devices[name] = DeviceSettings(drv, {key: t.data[key] for key in t.data if key != "driver"})
+    sms_table = root.table("sms")
     root.seen.update(DEVICES)
     root.done()
 
@@ -270,14 +224,22 @@ def load(path: str | Path | None = None, *, data_dir: str | Path | None = None) 
             raise ConfigError(file, f"{name}.driver",
                               f"unknown driver {dev.driver!r} (have {known})")
         _check_options(file, name, dev, options_of(name, dev.driver))
+    secrets = SecretSources(file, secrets_file)
+    from .config_sms import load_sms
+    sms = load_sms(sms_table, secrets, ui.languages)
+    for name, dev in devices.items():
+        devices[name] = DeviceSettings(dev.driver, secrets.fill(name, dev.driver, dev.options))
 
     return Settings(
         file=file, kiosk_id=kiosk_id, site=site, support=support, timezone=timezone,
         demo=demo, data_dir=ddir, ui=ui, catalog=catalog, cash_denominations=denoms,
         max_overpay=max_overpay, qr_expiry_s=qr_expiry_s, backend_timeout_s=backend_timeout_s,
         voucher_expiry_days=voucher_expiry_days,
-        max_unknown_queries=max_unknown, query_interval_s=float(query_interval),
-        devices=devices, merchant_name=merchant_name, merchant_city=merchant_city)
+        max_unknown_queries=max_unknown, query_interval_s=query_interval,
+        devices=devices, merchant_name=merchant_name, merchant_city=merchant_city,
+        min_free_mb=min_free_mb, backup=backup, not_found_window_s=not_found_window,
+        late_check_hours=late_hours, late_check_interval_s=late_interval,
+        late_check_max_interval_s=late_max, sms=sms)
 
 
 # Options the kiosk fills in itself for some drivers; not for the config file.
@@ -286,50 +248,35 @@ _INTERNAL_OPTIONS = {"denominations", "currency", "merchant_name", "merchant_cit
 
 def _check_options(file: Path, name: str, dev: DeviceSettings, accepted: dict[str, Any]) -> None:
     allowed = {k: v for k, v in accepted.items() if k not in _INTERNAL_OPTIONS}
+    t = Table(file, name, dev.options)
     for key, value in dev.options.items():
         if key not in allowed:
             have = ", ".join(sorted(allowed)) or "none"
             raise ConfigError(file, f"{name}.{key}",
                               f"unknown option for driver {dev.driver!r} (it takes: {have})")
-        default = allowed[key]
-        if isinstance(default, (int, float, str, bool)) and default is not None and (
-                type(value) is not type(default)
-                and not (isinstance(default, float) and isinstance(value, int))):
-            raise ConfigError(file, f"{name}.{key}",
-                              f"must be {_type_name(type(default))}, got {_show(value)}")
-        if key == "reader":
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ConfigError(file, f"{name}.{key}",
-                                  f"not a valid regular expression: {exc}") from None
+        cv.check_option(t.fail(key), key, value, allowed[key],
+                        secret=(name, key) in SECRET_OPTIONS)
 
 
-def parse_minor_checked(t: _Table, name: str, currency: str, default: list[str]) -> list[int]:
-    vals = t.str_list(name, default)
-    out = []
-    for v in vals:
-        try:
-            out.append(parse_minor(v, currency))
-        except MoneyError as exc:
-            raise t.error(name, str(exc)) from None
-    if len(set(out)) != len(out) or any(x <= 0 for x in out):
+def parse_minor_checked(t: Table, name: str, currency: str, default: list[str]) -> list[int]:
+    out = [cv.money(t.fail(name), v, currency) for v in t.str_list(name, default)]
+    if len(set(out)) != len(out):
         raise t.error(name, "must be distinct positive amounts")
     return out
 
 
 def load_catalog(file: Path) -> Catalog:
-    root = _Table(file, "", _read_toml(file))
+    root = Table(file, "", read_toml(file))
     currency = root.get("currency", str, choices=tuple(CURRENCIES))
     cc = root.get("country_code", str)
     trunk = root.get("trunk_prefix", str, "0")
     if not (cc.isascii() and cc.isdigit()):
-        raise root.error("country_code", f"must be digits, got {_show(cc)}")
+        raise root.error("country_code", f"must be digits, got {show(cc)}")
 
     ops_raw = root.get("operators", list)
     operators: list[Operator] = []
     for i, raw in enumerate(ops_raw):
-        t = _Table(file, f"operators[{i}]", raw)
+        t = Table(file, f"operators[{i}]", raw)
         op = Operator(
             id=t.get("id", str), name=t.get("name", str),
             prefixes=tuple(t.str_list("prefixes")),
@@ -353,7 +300,7 @@ def load_catalog(file: Path) -> Catalog:
 
     products: list[Product] = []
     for i, raw in enumerate(root.get("products", list)):
-        t = _Table(file, f"products[{i}]", raw)
+        t = Table(file, f"products[{i}]", raw)
         pid = t.get("id", str)
         op_id = t.get("operator", str)
         if op_id not in {o.id for o in operators}:
@@ -379,8 +326,7 @@ def load_catalog(file: Path) -> Catalog:
         if not amounts and rmin is None:
             raise t.error("price", "a product needs price, amounts or min/max")
         promo_until = t.get("promo_until", date, None)
-        names = t.get("names", dict, {})
-        descs = t.get("descriptions", dict, {})
+        names, descs = t.str_table("names"), t.str_table("descriptions")
         if pid in {p.id for p in products}:
             raise t.error("id", f"duplicate product {pid!r}")
         products.append(Product(
@@ -390,8 +336,7 @@ def load_catalog(file: Path) -> Catalog:
             validity_days=t.get("validity_days", int, None, lo=1, hi=3650),
             description=t.get("description", str, ""),
             promo=t.get("promo", str, ""), promo_until=promo_until,
-            names={str(k2): str(v) for k2, v in names.items()},
-            descriptions={str(k2): str(v) for k2, v in descs.items()}))
+            names=names, descriptions=descs))
         t.done()
     root.done()
     return Catalog(currency=currency, country_code=cc, trunk_prefix=trunk,

@@ -96,7 +96,7 @@ def diag_sim(reader: str, wait: float, as_json: bool) -> int:
             _out(result, as_json)
             return EXIT_NOT_SIM
         try:
-            info = pcsc.connect_and_read(sc, ctx, name)
+            info = pcsc.connect_and_read(sc, ctx, name, spn=True)
         except pcsc.CardUnreadable as exc:
             result.update(status="not_sim",
                           card_type="not a SIM" if exc.reason == "not_sim" else exc.reason,
@@ -110,7 +110,7 @@ def diag_sim(reader: str, wait: float, as_json: bool) -> int:
         done = time.monotonic()
         result.update(
             status="read", card_type=info.kind.value.upper(), iccid=info.iccid,
-            spn=info.spn, imsi=info.imsi, msisdn=info.msisdn,
+            spn=info.spn,
             readable=list(info.readable), unreadable=dict(info.unreadable),
             apdus=info.apdus, read_ms=round((done - present) * 1000, 2))
         _out(result, as_json)

@@ -19,7 +19,7 @@ from drivers.base import DeviceError
 from . import calls_backend as backend
 from . import calls_payment as payment
 from . import events as ev
-from . import receipts, vouchers
+from . import receipts, voucher_delivery, vouchers
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -46,15 +46,25 @@ def _allocate(rt: Runtime, s: Session, eff: ev.AllocateReference) -> None:
 
 
 def _redeem(rt: Runtime, s: Session, eff: ev.RedeemVoucher) -> None:
+    guard = rt.voucher_guard
+    if guard.wait_left() > 0:                   # too many refusals: the journal is not asked
+        s.post(ev.VoucherRefused(eff.ref, eff.code, "slow_down"),
+               journaled=True)
+        return
     answer = rt.journal.redeem_voucher(eff.ref, eff.code, today(rt))
     if isinstance(answer, ev.VoucherRedeemed):
+        guard.redeemed()
         log.info("voucher ...%s redeemed on %s: %d", eff.code[-4:], eff.ref, answer.amount)
+    elif isinstance(answer, ev.VoucherRefused):
+        guard.refused(eff.code, answer.reason)
     s.post(answer, journaled=True)
 
 
 def _issue(rt: Runtime, s: Session, eff: ev.IssueVoucher) -> None:
     s.post(ev.VoucherIssued(eff.ref, vouchers.new_code(), eff.amount, eff.held,
                             voucher_expiry(rt)))
+    # By SMS to the customer's number, once journaled (a task: never in the money step).
+    voucher_delivery.issued(rt, eff.ref)
 
 
 def _late_payment(rt: Runtime, s: Session, eff: ev.LatePayment) -> None:
@@ -66,6 +76,13 @@ def _late_payment(rt: Runtime, s: Session, eff: ev.LatePayment) -> None:
                 code[-4:])
     rt.journal.append(eff.ref, ev.VoucherIssued(eff.ref, code, eff.amount,
                                                 expires=voucher_expiry(rt)))
+    voucher_delivery.issued(rt, eff.ref)        # nobody is at the kiosk for it: by SMS
+
+
+def _voucher_status(rt: Runtime, s: Session, eff: ev.SetVoucherStatus) -> None:
+    """Journaled (the journal write applied it); a held voucher made valid goes by SMS."""
+    if eff.status == "active":
+        voucher_delivery.issued(rt, eff.ref)
 
 
 def _close_qr(rt: Runtime, s: Session, eff: ev.CloseQrOrder) -> None:
@@ -77,7 +94,9 @@ async def _print(rt: Runtime, session: Session, ref: str) -> None:
     st = rt.settings
     rt.receipt = receipts.build(session.state.txn, st.catalog, kiosk_id=st.kiosk_id,
                                 site=st.site, support=st.support, tz=st.timezone,
-                                now=time.time())
+                                now=time.time(),
+                                voucher_expires=voucher_delivery.expires(
+                                    rt.journal, session.state.txn.voucher_code))
     rt.notify(session)
     try:
         await rt.devices["printer"].print_receipt(rt.receipt.lines, rt.receipt.qr)
@@ -88,10 +107,6 @@ async def _print(rt: Runtime, session: Session, ref: str) -> None:
         session.post(ev.PrinterFailed(ref, str(exc)))
         return
     session.post(ev.ReceiptPrinted(ref))
-
-
-def _nothing(rt: Runtime, s: Session, eff: Any) -> None:
-    """Journaled (SetVoucherStatus: applied by the journal write itself) or logged only."""
 
 
 HANDLERS: dict[type[ev.Record], Handler] = {
@@ -122,7 +137,7 @@ HANDLERS: dict[type[ev.Record], Handler] = {
                                                    e.outcome),
     ev.OrphanNote: lambda rt, s, e: log.warning("note of %d credited with no open"
                                                 " transaction", e.value),
-    ev.SetVoucherStatus: _nothing,
+    ev.SetVoucherStatus: _voucher_status,
 }
 
 

@@ -129,8 +129,8 @@ class State:
     @property
     def methods(self) -> tuple[str, ...]:
         """Payment methods the customer may choose now."""
-        if not self.device_ok("backend"):
-            return ()
+        if not self.device_ok("backend") or dict(self.devices).get("journal") is False:
+            return ()           # no sale that could not be journaled (kiosk/journal_health)
         # A voucher needs no device: the journal is the voucher's bank.
         return tuple(m for m in METHODS if self.device_ok(m)) + ("voucher",)
 
@@ -420,6 +420,10 @@ class Engine:
             case ev.NoteEscrowed(value=v, key=k):
                 if t.ref is None or t.cancel_requested or s.escrow:
                     return s, [ev.ReturnNote(v, "not_paying", k)]
+                if not s.device_ok("cash") or not s.methods:
+                    # Cash went out of service since the acceptor was enabled (the cash
+                    # box taken out, the journal cannot be written): the note goes back.
+                    return replace(s, notice="cash.off"), [ev.ReturnNote(v, "cash_off", k)]
                 if (v - t.remaining > max(self.policy.max_overpay, self.policy.min_note - 1)
                         and not self._range_takes(t, t.paid + v)):
                     return replace(s, notice="note.too_large"), [
@@ -540,12 +544,17 @@ class Engine:
             case ev.QrOrderFailed(ref=ref, reason=reason) if ref == t.ref:
                 if reason == "unavailable":
                     s = self._with_device(s, "qr", False)
-                return self._abandon_unpaid(s, Phase.CHOOSE_PAYMENT, f"qr.{reason}")
+                # "amount_mismatch": the wallet reported less than the order, which the
+                # kiosk does not take as a payment (kiosk/paid_amount.py).
+                notice = reason if reason == "amount_mismatch" else f"qr.{reason}"
+                return self._abandon_unpaid(s, Phase.CHOOSE_PAYMENT, notice)
             case ev.QrPaid(ref=ref, amount=a, provider_ref=p):     # ref matched in step()
                 t = replace(t, paid=t.paid + a, payment_ref=p)
                 s = replace(s, txn=t, qr_payload="")
                 if a != t.amount:
                     # Wallets charge what the order says; anything else is kept as a voucher.
+                    # (The shell accepts no more than the order of what a gateway reports,
+                    # kiosk/paid_amount.py; this stays for journals written before.)
                     return self._to_voucher(s, "amount_mismatch")
                 return self._fulfil(s)
             case ev.QrExpired(ref=ref) if ref == t.ref:

@@ -80,6 +80,7 @@ class VoucherRefused(Record):
     ref: str
     code: str
     reason: str                      # "invalid" | "unknown" | "used" | "expired" | "held" | "void"
+    #                                  | "slow_down" (too many refusals: voucher_guard.py)
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,7 @@ class CardApproved(Record):
     receipt_no: str = ""       # the terminal's receipt number: what a reversal names
     card_name: str = ""        # "Mastercard": the card type, never its number
     terminal_id: str = ""
+    card_last4: str = ""       # the card number's last four digits, never more
 
 
 @dataclass(frozen=True)
@@ -546,7 +548,96 @@ class RecoveryStarted(Record):
     paid: int
 
 
-ANNOTATIONS = frozenset({"RecoveryStarted"})     # journaled, never replayed
+@dataclass(frozen=True)
+class JournalRestored(Record):
+    """The journal was put back from a backup (`kiosk journal restore`): the first event
+    after the copy's last. Events the lost journal wrote after the copy (up to `lost_to`,
+    as far as the folder knew) are not here; new references carry `new_tag`."""
+    money = True
+    source: str               # the backup file's name
+    copy_last_seq: int
+    lost_to: int              # the folder's high-water mark before the restore
+    old_tag: str
+    new_tag: str
+    by: str
+
+
+@dataclass(frozen=True)
+class WalletAmountMismatch(Record):
+    """The wallet gateway reported a payment of `reported` for an order of `ordered`
+    (kiosk/paid_amount.py). The kiosk accepted `accepted` of it (the order's amount when at
+    least that much was reported, else 0: no top-up) and keeps the reported figure here as
+    a fact, for the operator to reconcile with the gateway (`kiosk journal list
+    --unresolved`)."""
+    money = True
+    ref: str
+    ordered: int
+    reported: int
+    accepted: int
+    provider_ref: str
+
+
+# ---------------------------------------------------------------- voucher delivery and audit
+# A voucher is named here by its reference, the last four digits of its code and
+# `voucher_seq` (the journal seq of its VoucherIssued), never by its full code: these records
+# can be read (`kiosk journal show`) without handing the money to whoever reads them.
+@dataclass(frozen=True)
+class VoucherSent(Record):
+    """The SMS gateway accepted the voucher's text (its code in full, value, expiry) for the
+    transaction's number: the kiosk does not send it again (kiosk/voucher_delivery.py)."""
+    ref: str
+    code_last4: str
+    voucher_seq: int
+    gateway_id: str                  # the gateway's message id
+    by: str = ""                     # "": the kiosk; else who asked (`kiosk voucher resend`)
+
+
+@dataclass(frozen=True)
+class VoucherSmsRefused(Record):
+    """The SMS gateway refused the voucher's text for good (an invalid number, ...): the
+    kiosk does not retry it; a technician can `kiosk voucher resend` it."""
+    ref: str
+    code_last4: str
+    voucher_seq: int
+    reason: str
+    by: str = ""
+
+
+@dataclass(frozen=True)
+class VoucherShown(Record):
+    """A technician displayed the voucher's full code (`kiosk voucher show`)."""
+    ref: str
+    code_last4: str
+    voucher_seq: int
+    by: str
+
+
+@dataclass(frozen=True)
+class VoucherReprinted(Record):
+    """A technician reprinted the voucher's slip (`kiosk voucher reprint`)."""
+    ref: str
+    code_last4: str
+    voucher_seq: int
+    by: str
+    printed: bool                    # on the receipt printer (else written to the terminal)
+
+
+@dataclass(frozen=True)
+class VoucherVoided(Record):
+    """A technician voided an active voucher (`kiosk voucher void`): it can no longer pay.
+    Written in the SQL transaction of the status change (Journal.void_voucher); the ledger
+    posts its value as `voucher_voided` (kiosk/ledger.py `technician_void`)."""
+    money = True
+    ref: str
+    code_last4: str
+    voucher_seq: int
+    amount: int
+    was: str                         # the status before: "active" | "held"
+    by: str
+    reason: str
+
+ANNOTATIONS = frozenset({"RecoveryStarted", "JournalRestored",
+                         "WalletAmountMismatch"})   # journaled, never replayed
 
 
 @dataclass(frozen=True)
@@ -562,6 +653,24 @@ class CashBoxInserted(Record):
     """An (empty) cash box was put in: the box counters start from zero."""
     money = True
     by: str
+
+
+@dataclass(frozen=True)
+class LateCredit(Record):
+    """The provider credited `ref`'s top-up after the transaction closed as failed (a late
+    commit, found by kiosk/late_credit.py). Journaled in one write with the void (or the
+    reduction to the change) of the transaction's unused voucher. `cancelled`: the voucher
+    value that write cancelled; `to_recover`: what the customer got back as well (a voucher
+    already redeemed, a card payment reversed), for the operator to recover or write off."""
+    money = True
+    ref: str
+    operator_ref: str
+    amount: int                      # what the provider credited (the TopUp's amount)
+    voucher_code: str = ""           # the voucher of the failure ("" none)
+    cancelled: int = 0
+    to_recover: int = 0
+    how: str = ""                    # "voucher_unused" | "voucher_redeemed" | "card_reversed"
+                                     # | "voucher_gone" (void/expired before) | "nothing_paid"
 
 
 EVENT_TYPES: dict[str, type[Record]] = {

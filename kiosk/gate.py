@@ -52,6 +52,7 @@ class Gate:
         self.path, self.kiosk_id, self.currency = Path(path), kiosk_id, currency
         self.deliver = deliver
         self.after_write: Callable[[], None] | None = None    # the crash harness's hook
+        self.failed: Callable[[BaseException], None] | None = None   # a write failed
         self._lock = threading.Lock()
         self._journal: Journal | None = None
 
@@ -84,8 +85,10 @@ class Gate:
         try:
             with self._lock:
                 return self._j().enter(ref, rec)
-        except Exception:
+        except Exception as exc:
             log.exception("%s not journaled", rec.kind())
+            if self.failed is not None:
+                self.failed(exc)            # the kiosk goes out of service (journal_health)
             return None
 
     def commit(self, rec: ev.Record) -> bool:
@@ -113,8 +116,9 @@ class Gate:
         """From the card driver's thread, before it confirms an approval to the terminal:
         CardApproved for the amount the terminal approved (another amount than asked is
         booked as what it is; the engine reverses it). Returns the record when durable."""
+        last4 = str(getattr(r, "card_last4", "") or "")
         rec = ev.CardApproved(ref, r.amount, r.auth_code, r.trace, r.receipt_no, r.card_name,
-                              r.terminal_id)
+                              r.terminal_id, last4[-4:] if last4[-4:].isdigit() else "")
         entry = self.enter(rec, ref)
         return None if entry is None else rec
 

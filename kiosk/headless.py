@@ -62,11 +62,12 @@ class _CrashingWrites:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-async def _until(cond: Any, timeout: float, what: str) -> None:
+async def _until(cond: Any, timeout: float, what: str, why: Any = None) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {timeout:.0f} s for {what}")
+            raise TimeoutError(f"waited {timeout:.0f} s for {what}"
+                               + (f" ({why()})" if why is not None else ""))
         await asyncio.sleep(0.02)
 
 
@@ -113,7 +114,10 @@ async def _main(settings: Settings, customer: Customer | None, crash_after: int,
                                 asyncio.ensure_future(stop.wait())},
                                return_when=asyncio.FIRST_COMPLETED)
         if exit_when_settled:
-            await _until(lambda: _settled(rt) or stop.is_set(), timeout, "settled")
+            await _until(lambda: _settled(rt) or stop.is_set(), timeout, "settled", lambda: (
+                f"phase {rt.state.phase.value}, background {sorted(rt.background)}, QR orders"
+                f" closing {sorted(rt.qr_closing)}, open"
+                f" {[r.ref for r in rt.journal.unresolved()]}"))
         else:
             await stop.wait()
         t = rt.state.txn

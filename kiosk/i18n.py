@@ -68,6 +68,8 @@ NOTICES: dict[str, str] = {
     "note.rejected": N_("That note was not accepted. Please try another one."),
     "cash.unavailable": N_("Cash payment is not available right now. "
                            "Please choose another way to pay."),
+    "cash.off": N_("Notes cannot be taken now. Your note was given back. "
+                   "Please choose another way to pay."),
     "qr.unavailable": N_("QR payment is not available right now. "
                          "Please choose another way to pay."),
     "qr.declined": N_("The wallet payment was declined. Nothing was charged."),
@@ -94,6 +96,8 @@ NOTICES: dict[str, str] = {
     "voucher.expired": N_("This voucher has expired."),
     "voucher.held": N_("This voucher is not valid yet: its top-up is still being processed."),
     "voucher.void": N_("This voucher is not valid: its top-up went through."),
+    "voucher.slow_down": N_("Too many codes were not accepted. Please wait a moment, "
+                       "then try again."),
     "cancelled": N_("You cancelled."),
     "cash_fault": N_("The note reader stopped working."),
     "change": N_("Change"),

@@ -12,7 +12,7 @@ Tables:
   transactions  one row per reference: what was bought, status open/closed, money totals
   vouchers      code, ref, amount, status (active / held / void / redeemed), expires
                 (last valid day), redeemed_ref / redeemed_ts once used as payment
-  meta          kiosk_id, schema version
+  meta          kiosk_id, schema version, journal_id and ref_tag (kiosk/identity.py)
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
-from . import books, private
+from . import books, disk, identity, private
 from . import events as ev
 from .engine import Engine, Phase, State, Txn
 
@@ -85,6 +85,9 @@ class JournalError(Exception):
     pass
 
 
+JournalRefused = identity.JournalRefused     # refused at open: lost, damaged, foreign
+
+
 @dataclass(frozen=True)
 class TxnRow:
     ref: str
@@ -136,25 +139,46 @@ class EventRow:
 
 class Journal:
     def __init__(self, path: str | Path, kiosk_id: str = "K0001", currency: str = "PHP",
-                 *, any_thread: bool = False, busy_timeout_s: float = 10.0) -> None:
+                 *, any_thread: bool = False, busy_timeout_s: float = 10.0,
+                 create: bool = True) -> None:
         self.path = Path(path)
+        # A folder that had a journal and lost it refuses here, before anything is created
+        # (create=False: only an existing journal is opened).
+        identity.before_open(self.path, create=create)
         private.folder(self.path.parent)        # phone numbers and voucher codes inside
         private.file(self.path)
         self.kiosk_id = kiosk_id
         self.currency = currency
+        self._last_seq = 0
+        # Called after every durable write (the crash harness kills the process there).
+        self.after_write: Any = None
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so each append is one
         # explicit transaction and nothing is left half-written in an implicit one.
         # any_thread: the money gate's connection, used by device threads under its lock.
         self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=busy_timeout_s,
                                   check_same_thread=not any_thread)
         self.db.row_factory = sqlite3.Row
+        try:
+            self._open_schema(kiosk_id)
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            if disk.is_full(exc):
+                raise identity.JournalRefused(disk.full_message(self.path, exc)) from exc
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            raise identity.JournalRefused(
+                f"{self.path} is damaged ({exc}): {identity.RESTORE_HINT}") from exc
+        except BaseException:
+            self.db.close()
+            raise
+        books.install(self.db)      # postings and running totals (kiosk/books.py)
+
+    def _open_schema(self, kiosk_id: str) -> None:
         mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise JournalError(f"{self.path}: cannot enable WAL (got {mode})")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        # Called after every durable write (the crash harness kills the process there).
-        self.after_write: Any = None
         self.db.executescript(SCHEMA)
         for table, column, decl in _MIGRATIONS:
             have = {r["name"] for r in self.db.execute(f"PRAGMA table_info({table})")}
@@ -165,25 +189,54 @@ class Journal:
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)",
                             (SCHEMA_VERSION,))
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('kiosk_id', ?)", (kiosk_id,))
-        books.install(self.db)      # postings and running totals (kiosk/books.py)
+            self.identity = identity.establish(self.db, self.path, kiosk_id)
+        identity.ensure_marker(self.path, self.identity)
+        self.ref_tag = str(self.db.execute(
+            "SELECT value FROM meta WHERE key = 'ref_tag'").fetchone()[0])
+        self._last_seq = int(self.db.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+        identity.check_mark(self.path, self._last_seq)
+
+    def check_structure(self) -> list[str]:
+        """SQLite's own check of the database (pages, and every index against its table):
+        [] when sound."""
+        try:
+            rows = [str(r[0]) for r in self.db.execute("PRAGMA integrity_check(20)")]
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
+        return [] if rows == ["ok"] else rows
 
     def close(self) -> None:
         self.db.close()
 
     # ------------------------------------------------------------------ writing
     class _Tx:
-        def __init__(self, db: sqlite3.Connection) -> None:
-            self.db = db
+        def __init__(self, journal: Journal) -> None:
+            self.journal, self.db = journal, journal.db
 
         def __enter__(self) -> sqlite3.Connection:
             self.db.execute("BEGIN IMMEDIATE")
+            self.last_seq = self.journal._last_seq
             return self.db
 
         def __exit__(self, exc_type: Any, *_: Any) -> None:
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+            if exc_type:
+                if self.db.in_transaction:      # SQLite may have rolled back already
+                    self.db.execute("ROLLBACK")
+                self.journal._last_seq = self.last_seq     # the mark counts commits only
+                return
+            try:
+                self.db.execute("COMMIT")
+            except sqlite3.Error:
+                # Not written (disk full, I/O error): leave no transaction open behind it,
+                # so the next write (or journal_health's probe) can begin afresh.
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                self.journal._last_seq = self.last_seq
+                raise
 
     def _tx(self) -> Journal._Tx:
-        return Journal._Tx(self.db)
+        return Journal._Tx(self)
 
     def _insert_event(self, ts: float, ref: str | None, rec: ev.Record) -> int:
         source, key = ev.fact_key(rec) or (None, None)
@@ -191,8 +244,10 @@ class Journal:
             "INSERT INTO events (ts, ref, kind, data, fact_source, fact_key)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             (ts, ref, rec.kind(), json.dumps(rec.to_dict(), sort_keys=True), source, key))
-        books.post(self.db, int(cur.lastrowid or 0), ts, ref, rec)   # same SQL transaction
-        return int(cur.lastrowid or 0)
+        seq = int(cur.lastrowid or 0)
+        books.post(self.db, seq, ts, ref, rec)   # same SQL transaction
+        self._last_seq = max(self._last_seq, seq)
+        return seq
 
     def open_transaction(self, txn: Txn) -> str:
         """Allocate the next reference and open its transaction, durably, in one write."""
@@ -200,7 +255,7 @@ class Journal:
         with self._tx() as db:
             row = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM transactions").fetchone()
             number = int(row[0])
-            ref = f"{self.kiosk_id}-{number:06d}"
+            ref = f"{self.kiosk_id}-{self.ref_tag}-{number:06d}"
             db.execute(
                 "INSERT INTO transactions (ref, number, opened_ts, msisdn, operator, product_id,"
                 " amount, currency, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -211,6 +266,7 @@ class Journal:
         return ref
 
     def _written(self) -> None:
+        identity.advance_mark(self.path.parent, self._last_seq)
         if self.after_write is not None:
             self.after_write()
 
@@ -218,6 +274,19 @@ class Journal:
         """Write one record durably. Returns its sequence number (a keyed fact entered
         before: the first entry's)."""
         return self.enter(ref, rec).seq
+
+    def restart_references(self, restored: ev.JournalRestored) -> str:
+        """After a restore: draw a new reference tag and journal the restore, in one write.
+        Returns the new tag."""
+        tag = identity.new_tag()
+        while tag == self.ref_tag:
+            tag = identity.new_tag()
+        with self._tx():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('ref_tag', ?)", (tag,))
+            self._insert_event(time.time(), None, replace(restored, new_tag=tag))
+        self.ref_tag = tag
+        self._written()
+        return tag
 
     def annotate(self, items: list[tuple[str | None, ev.Record]]) -> None:
         """Write annotations (records that change no table, e.g. RecoveryStarted) in one
@@ -415,3 +484,106 @@ class Journal:
                 # final when journaled.
                 state, pending = engine.step(state, ev.CardCompleted(ref))
         return replace(state, notice=""), pending
+
+    # ------------------------------------------------------------------ late credits
+    def enter_late_credit(self, ref: str, plan: Any) -> list[ev.Record]:
+        """A top-up the provider credited after `ref` closed as failed (kiosk/late_credit.py),
+        in one write: `plan(vouchers)` gets the transaction's vouchers as they are inside it
+        and returns the records to journal (a LateCredit, the SetVoucherStatus of an unused
+        voucher), so no redemption can come between the look and the void. Returns them;
+        [] when `ref` has a LateCredit already."""
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM events WHERE ref = ? AND kind = 'LateCredit'",
+                          (ref,)).fetchone():
+                return []
+            vouchers = [dict(r) for r in db.execute(
+                "SELECT * FROM vouchers WHERE ref = ? ORDER BY issued_ts", (ref,))]
+            records: list[ev.Record] = list(plan(vouchers))
+            now = time.time()
+            for rec in records:
+                self._insert_event(now, ref, rec)
+                if isinstance(rec, ev.SetVoucherStatus):
+                    db.execute("UPDATE vouchers SET status = ?, amount = COALESCE(?, amount)"
+                               " WHERE code = ? AND status = 'active'",
+                               (rec.status, rec.amount, rec.code))
+        self._written()
+        return records
+
+
+    # ------------------------------------------------------------------ vouchers: find, void
+    # The seq of a voucher's VoucherIssued names it in the delivery and audit records
+    # (VoucherSent, VoucherShown, ...) without its code; its SMS state is the last of them.
+    _VOUCHER_SEQ = ("(SELECT e.seq FROM events e INDEXED BY events_ref WHERE e.ref = v.ref"
+                    " AND e.kind = 'VoucherIssued' AND json_extract(e.data, '$.code') = v.code"
+                    " ORDER BY e.seq LIMIT 1)")
+    _SMS_OF = ("SELECT kind, ts FROM events INDEXED BY events_ref WHERE ref = ? AND kind IN"
+               " ('VoucherSent', 'VoucherSmsRefused') AND json_extract(data, '$.voucher_seq') = ?"
+               " ORDER BY seq")
+
+    def find_vouchers(self, *, msisdn: str | None = None, ref: str | None = None,
+                      last4: str | None = None, code: str | None = None,
+                      status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Vouchers, newest first, each with its transaction's number (`msisdn`, None when
+        its reference has no transaction), `voucher_seq` and its SMS state: `sms` "sent",
+        "refused" or "" (never accepted by a gateway), `sms_ts`, `sent_count`."""
+        where: list[str] = ["1"]
+        args: list[Any] = []
+        for sql, value in (("t.msisdn = ?", msisdn), ("v.ref = ?", ref),
+                           ("substr(v.code, -4) = ?", last4), ("v.code = ?", code),
+                           ("v.status = ?", status)):
+            if value is not None:
+                where.append(sql)
+                args.append(value)
+        rows = self.db.execute(
+            f"SELECT v.*, t.msisdn AS msisdn, {self._VOUCHER_SEQ} AS voucher_seq"
+            " FROM vouchers v LEFT JOIN transactions t ON t.ref = v.ref"
+            f" WHERE {' AND '.join(where)} ORDER BY v.issued_ts DESC, v.rowid DESC LIMIT ?",
+            (*args, limit)).fetchall()
+        return [self._with_sms(dict(r)) for r in rows]
+
+    def _with_sms(self, v: dict[str, Any]) -> dict[str, Any]:
+        sms = self.db.execute(self._SMS_OF, (v["ref"], v["voucher_seq"])).fetchall()
+        v["sent_count"] = sum(1 for kind, _ts in sms if kind == "VoucherSent")
+        v["sms"] = ({"VoucherSent": "sent", "VoucherSmsRefused": "refused"}[sms[-1][0]]
+                    if sms else "")
+        v["sms_ts"] = float(sms[-1][1]) if sms else None
+        return v
+
+    def unsent_vouchers(self, today: str) -> list[dict[str, Any]]:
+        """Active vouchers not expired on `today` (local ISO date) whose text no SMS gateway
+        accepted or refused yet, oldest first: what the kiosk sends at start."""
+        rows = self.db.execute(
+            f"SELECT v.*, t.msisdn AS msisdn, {self._VOUCHER_SEQ} AS voucher_seq"
+            " FROM vouchers v LEFT JOIN transactions t ON t.ref = v.ref"
+            " WHERE v.status = 'active' AND (v.expires = '' OR v.expires >= ?)"
+            " ORDER BY v.issued_ts, v.rowid", (today,)).fetchall()
+        return [v for v in (self._with_sms(dict(r)) for r in rows) if not v["sms"]]
+
+    def void_voucher(self, code: str, by: str, reason: str) -> ev.VoucherVoided | str:
+        """Void an active voucher (a technician's `kiosk voucher void`): the check, the status
+        change and the VoucherVoided (with its ledger posting) are one SQL transaction, so
+        a redemption cannot come between them. Returns the record, or why nothing changed:
+        "unknown", "redeemed", "void", or "pending" (held for a top-up still unresolved:
+        the kiosk makes it valid or void when the provider answers)."""
+        with self._tx() as db:
+            row = db.execute("SELECT v.ref, v.amount, v.status, t.status AS txn FROM vouchers v"
+                             " LEFT JOIN transactions t ON t.ref = v.ref WHERE v.code = ?",
+                             (code,)).fetchone()
+            if row is None:
+                return "unknown"
+            was = str(row["status"])
+            if was in ("redeemed", "void"):
+                return was
+            if was == "held" and row["txn"] == "open":
+                return "pending"
+            seq = db.execute(f"SELECT {self._VOUCHER_SEQ} FROM vouchers v WHERE v.code = ?",
+                             (code,)).fetchone()[0]
+            rec = ev.VoucherVoided(str(row["ref"]), code[-4:], int(seq or 0), int(row["amount"]),
+                                   was, by, reason)
+            cur = db.execute("UPDATE vouchers SET status = 'void' WHERE code = ? AND status = ?",
+                             (code, was))
+            if cur.rowcount != 1:
+                raise JournalError(f"voucher {code[-4:]}: changed under us")
+            self._insert_event(time.time(), rec.ref, rec)
+        self._written()
+        return rec

@@ -20,12 +20,21 @@ the payment means for money in, the outcome for `closed*`, the source for late p
     voucher_issued     VoucherIssued valid at once (change, failure, cancel, late payment)
     voucher_activated  SetVoucherStatus active: a held voucher made valid (final value)
     reversed           CardReversed: the card refunded what its ReverseCard asked
+  after a transaction closed as failed, when the provider credits it late (LateCredit):
+    credited           the late credit (method "late")
+    voucher_cancelled  the value of the transaction's unused voucher cancelled by it (the
+                       voucher voided, or reduced to the change): less money out
+    to_recover         what the customer got back as well (a voucher already redeemed, a
+                       card payment reversed): the operator recovers it or writes it off
   memo (not money of a transaction):
     orphan_note        a note into the box credited to nobody (ref None)
     note_at_power_up   in the stacker at power-up, credited to nobody; count only (value 0
                        if unknown); NOT in the box total
     voucher_held       a held voucher (valid only if its PENDING top-up fails)
-    voided             a held voucher voided (the top-up succeeded)
+    voided             a held voucher voided (the top-up succeeded), or an unused one
+                       voided by a late credit (its value is in the LateCredit's postings)
+    voucher_voided     VoucherVoided: an active voucher voided by a technician (method =
+                       its status before); not money of its transaction
     reversal_failed    CardReversalFailed (the amount asked; the money becomes a voucher)
     late_payment       LatePayment: money after the customer left (kept as a voucher)
     opened             ReferenceAllocated (amount 0)
@@ -35,8 +44,9 @@ the payment means for money in, the outcome for `closed*`, the source for late p
     cash_box_inserted
 
 Conservation: for each closed transaction, once its late money has come in,
-    cash_in + note_in_doubt + card_in + wallet_in + voucher_redeemed
-        = credited + voucher_issued + voucher_activated + reversed.
+    cash_in + note_in_doubt + card_in + wallet_in + voucher_redeemed + to_recover
+        = credited + voucher_issued + voucher_activated + reversed - voucher_cancelled
+(`imbalance` computes the difference from a transaction's summed postings).
 """
 
 from __future__ import annotations
@@ -70,6 +80,9 @@ class Kind(str, Enum):
     CLOSED_REFUNDED = "closed_refunded"
     CASH_BOX_REMOVED = "cash_box_removed"
     CASH_BOX_INSERTED = "cash_box_inserted"
+    VOUCHER_CANCELLED = "voucher_cancelled"
+    TO_RECOVER = "to_recover"
+    VOUCHER_VOIDED = "voucher_voided"          # technician_void (memo)
 
 
 K = Kind
@@ -133,7 +146,30 @@ def postings(rec: ev.Record, ref: str | None, asked: int = 0) -> list[Posting]:
             return [P(K.CASH_BOX_REMOVED, None, c or 0)]
         case ev.CashBoxInserted():
             return [P(K.CASH_BOX_INSERTED, None, 0)]
+        case ev.VoucherVoided():
+            return technician_void(rec)
+        case ev.LateCredit(ref=r, amount=a, cancelled=c, to_recover=owed):
+            return [P(K.CREDITED, r, a, 0, "late")] + [
+                P(k, r, v, 0, "late") for k, v in ((K.VOUCHER_CANCELLED, c),
+                                                   (K.TO_RECOVER, owed)) if v]
     return []
+
+
+def revalued(rec: ev.SetVoucherStatus, asked: int) -> list[Posting]:
+    """A voucher's status set after a LateCredit of its transaction (kiosk/late_credit.py):
+    the money moved with the LateCredit (voucher_cancelled); a void is noted (memo), a
+    reduction to the change moves nothing more."""
+    return [Posting(K.VOIDED, rec.ref, asked)] if rec.status == "void" else []
+
+
+def imbalance(sums: dict[str, int]) -> int:
+    """Money in minus money accounted for, from one transaction's postings summed by kind
+    (books.ref_sums): 0 when every unit is accounted for (late payments are their own:
+    their money in and their voucher both count)."""
+    def total(*kinds: Kind) -> int:
+        return sum(sums.get(k.value, 0) for k in kinds)
+    return (total(*MONEY_IN, K.TO_RECOVER) - total(*MONEY_OUT)
+            + total(K.VOUCHER_CANCELLED))
 
 
 # Records `post` looks at (everything else is skipped before any SQL).
@@ -142,5 +178,14 @@ HANDLED: frozenset[type] = frozenset({
     ev.CardApproved, ev.QrPaid, ev.VoucherRedeemed, ev.TopUpSucceeded, ev.TopUpFailed,
     ev.CardReversed, ev.CardReversalFailed, ev.VoucherIssued, ev.SetVoucherStatus,
     ev.LatePayment, ev.ReferenceAllocated, ev.CloseTransaction, ev.CashBoxRemoved,
-    ev.CashBoxInserted, ev.OrphanNote})
+    ev.CashBoxInserted, ev.OrphanNote, ev.LateCredit,
+    ev.VoucherVoided})
 HANDLED_NAMES = frozenset(t.__name__ for t in HANDLED)
+
+
+def technician_void(rec: ev.VoucherVoided) -> list[Posting]:
+    """A voucher voided by a technician (`kiosk voucher void`, kiosk/cli_voucher.py): a memo
+    of the value that can no longer be redeemed (method = the status it had). It is not
+    money of its transaction (that closed with the voucher issued): the voucher liability
+    (issued + activated - redeemed) shrinks by it."""
+    return [Posting(K.VOUCHER_VOIDED, rec.ref, rec.amount, 0, rec.was)]

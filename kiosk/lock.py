@@ -46,6 +46,12 @@ class FolderLock:
         if fd is not None:
             os.close(fd)                 # closing the descriptor drops the lock
 
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
     def probe(self) -> None:
         """Refuse now if the folder is taken (before a window opens), holding nothing."""
         self.acquire().release()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from .catalog import Catalog, mask_number
@@ -39,7 +40,9 @@ class Receipt:
 
 
 def build(txn: Txn, catalog: Catalog, *, kiosk_id: str, site: str, support: str,
-          tz: str, now: float) -> Receipt:
+          tz: str, now: float, voucher_expires: str = "") -> Receipt:
+    """`voucher_expires`: the last day the transaction's voucher can be used (ISO date, as
+    journaled), "" if it has none or never expires."""
     cur = catalog.currency
     when = datetime.fromtimestamp(now, UTC).astimezone(ZoneInfo(tz))
     op = catalog.operator(txn.operator).name if txn.operator else ""
@@ -75,6 +78,8 @@ def build(txn: Txn, catalog: Catalog, *, kiosk_id: str, site: str, support: str,
         amount = txn.voucher or (txn.paid - txn.credited)
         facts.append((N_("Voucher"), pretty(txn.voucher_code)))
         facts.append((N_("Voucher value"), fmt(amount, cur)))
+        if voucher_expires:
+            facts.append((N_("Valid until"), voucher_expires))
     facts.append((N_("Help"), support))
 
     rule = "-" * 32
@@ -92,3 +97,38 @@ def build(txn: Txn, catalog: Catalog, *, kiosk_id: str, site: str, support: str,
         return Receipt(facts, lines, qr=txn.voucher_code)
     lines += [rule, "Scan the code to check this top-up."]
     return Receipt(facts, lines, qr=f"TOPUP:{txn.ref}")
+
+
+VOUCHER_STATUS_TEXT = {"active": "", "held": "HELD - valid only if its top-up fails",
+                       "redeemed": "USED", "void": "VOID"}
+
+
+def voucher_slip(v: dict[str, Any], *, currency: str, kiosk_id: str, site: str,
+                 support: str, tz: str, now: float, today: str) -> Receipt:
+    """A voucher's slip, reprinted by a technician (`kiosk voucher reprint`): the code in
+    full, its value and expiry, as the customer's receipt has them. `v` is a row of
+    Journal.find_vouchers; `today` the local ISO date (an expired voucher says so)."""
+    when = datetime.fromtimestamp(now, UTC).astimezone(ZoneInfo(tz))
+    code, expires = str(v["code"]), str(v.get("expires") or "")
+    status = VOUCHER_STATUS_TEXT.get(str(v["status"]), str(v["status"]).upper())
+    if not status and expires and expires < today:
+        status = "EXPIRED"
+    facts: list[tuple[str, str]] = [
+        (N_("Reference"), str(v["ref"])),
+        (N_("Date"), when.strftime("%Y-%m-%d %H:%M:%S %Z")),
+        (N_("Kiosk"), kiosk_id),
+        (N_("Voucher"), pretty(code)),
+        (N_("Voucher value"), fmt(int(v["amount"]), currency)),
+        (N_("Valid until"), expires),
+        (N_("Status"), status),
+        (N_("Help"), support),
+    ]
+    rule = "-" * 32
+    lines = ["PREPAID TOP-UP", site, "VOUCHER (REPRINT)", rule]
+    lines += [f"{label}: {value}" for label, value in facts if value]
+    usable = v["status"] == "active" and not (expires and expires < today)
+    if usable:
+        lines += ["Use the voucher as payment at any of our kiosks.", rule,
+                  "Scan the code at the kiosk to pay with the voucher."]
+        return Receipt(facts, lines, qr=code)
+    return Receipt(facts, lines, qr=f"TOPUP:{v['ref']}")

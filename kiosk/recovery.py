@@ -11,11 +11,16 @@ from dataclasses import dataclass, replace
 from . import events as ev
 from .engine import Phase, State
 
+# Effects a restart carries out as they were asked (journal first, then perform).
+CARRIED = (ev.QueryTopUp, ev.IssueVoucher, ev.ReverseCard, ev.CloseTransaction,
+           ev.SetVoucherStatus)
+
 
 @dataclass(frozen=True)
 class Resume:
     state: State                     # the rebuilt state, as the background session starts
-    carry: ev.Record | None          # an effect asked for before the crash: carry it out
+    carry: tuple[ev.Record, ...]     # effects asked for before the crash: carry them out,
+                                     # in order (until one of them moves the state on)
     first: tuple[ev.Record, ...]     # then post these events
 
 
@@ -28,21 +33,25 @@ def resume(state: State, pending: list[ev.Record], note_pending: bool) -> Resume
         state = replace(state, escrow=0, escrow_key="")
     ref = state.txn.ref or ""
     first: list[ev.Record] = []
+    carry: list[ev.Record] = []
     for eff in pending:
         if isinstance(eff, ev.TopUp):
             first.append(ev.TopUpUnknown(ref, "restart"))        # ask before any retry
-        elif isinstance(eff, (ev.QueryTopUp, ev.IssueVoucher, ev.ReverseCard,
-                              ev.CloseTransaction, ev.SetVoucherStatus)):
-            return Resume(state, eff, tuple(first))
+        elif isinstance(eff, CARRIED):
+            # Every one the last event asked for: a PENDING top-up that failed asked to
+            # make its voucher valid AND to close; carrying only the first left it open.
+            carry.append(eff)
+    if carry:
+        return Resume(state, tuple(carry), tuple(first))
     if not first and state.phase is Phase.PAY_CARD and state.txn.paid:
         # Approved and booked, with no completion and no reversal journaled: whatever was
         # asked before the restart is lost; reverse it (the terminal answers "already
         # reversed" if it did so itself) rather than top up.
         t = state.txn
-        return Resume(state, ev.ReverseCard(ref, t.paid, t.card_receipt_no), ())
+        return Resume(state, (ev.ReverseCard(ref, t.paid, t.card_receipt_no),), ())
     if not first:
         first = list(_leave(state, ref))
-    return Resume(state, None, tuple(first))
+    return Resume(state, (), tuple(first))
 
 
 def _leave(s: State, ref: str) -> tuple[ev.Record, ...]:

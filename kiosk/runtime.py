@@ -29,7 +29,7 @@ from typing import Any
 
 from drivers.base import DeviceError
 
-from . import calls_payment, effects, receipts, recovery, timers
+from . import backup, calls_payment, effects, journal_health, receipts, recovery, timers
 from . import events as ev
 from .backend.base import TopUpBackend
 from .composition import build_devices
@@ -40,6 +40,7 @@ from .journal import Journal
 from .lock import FolderLock
 from .payments.wallet import WalletProvider
 from .session import Session
+from .voucher_guard import VoucherGuard
 
 log = logging.getLogger("kiosk.runtime")
 
@@ -75,6 +76,9 @@ class Runtime:
         self.gate = Gate(settings.journal_path, settings.kiosk_id, settings.currency,
                          self._from_device_thread)
         self.gate.after_write = self._after_gate_write
+        self.gate.failed = self._gate_failed
+        self.journal_down: str | None = None        # why the kiosk cannot sell (journal_health)
+        self.voucher_guard = VoucherGuard()
         self.devices: dict[str, Any] = build_devices(settings, devices)
         self.main = Session(self, self.engine, State(), background=False)
         self.background: dict[str, Session] = {}
@@ -115,6 +119,7 @@ class Runtime:
         # Unfinished transactions first: a note the acceptor finishes at its start-up is
         # delivered to the background session that waits for it.
         self.recover()
+        timers.check_cash_box(self)        # a box journaled out stays out after a restart
         for name in DEVICES:
             try:
                 await self.devices[name].start(self.post_threadsafe)
@@ -122,6 +127,14 @@ class Runtime:
                 log.error("device %s unavailable at start: %s", name, exc)
                 self.post(ev.DeviceStatus(name, False, str(exc)))
         self.spawn(timers.tick(self))
+        from .voucher_delivery import start as send_vouchers
+        send_vouchers(self)     # every voucher no SMS gateway accepted yet: now
+        from .late_credit import watch as late_credits  # top-ups credited after a failure
+        self.spawn(late_credits(self))
+        b = self.settings.backup
+        if b.folder is not None:
+            self.spawn(backup.every(self.settings.journal_path, b.folder, self.settings.kiosk_id,
+                                    b.interval_min * 60.0, b.keep))
 
     async def stop(self) -> None:
         for t in list(self.tasks):
@@ -151,6 +164,10 @@ class Runtime:
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception())
 
+    def _gate_failed(self, exc: BaseException) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(journal_health.write_failed, self, exc)
+
     def _after_gate_write(self) -> None:
         hook = self.journal.after_write          # the crash harness counts both connections
         if hook is not None:
@@ -163,6 +180,11 @@ class Runtime:
                           ev.ConfirmNumber, ev.ChooseProduct, ev.ChoosePayment, ev.Back,
                           ev.ShowReceipt, ev.SimIdentified)):
             self.touched()
+        if isinstance(e, ev.DeviceStatus) and e.device == "cash" and e.ok \
+                and self.box_was_removed:
+            e = ev.DeviceStatus("cash", False, "cash box removed")    # whatever it says
+        if isinstance(e, ev.ChoosePayment):
+            journal_health.check(self)          # room to journal it, before money is taken
         self.main.post(e)
 
     def post_threadsafe(self, e: ev.Record) -> None:
@@ -221,7 +243,7 @@ class Runtime:
             # The customer leaves with a PENDING receipt; a background session keeps asking.
             bg = Session(self, self.bg_engine, s, background=True)
             self.background[s.txn.ref] = bg
-            self.spawn(self._run_background(bg, None, [ev.TopUpUnknown(s.txn.ref, "pending")]))
+            self.spawn(self._run_background(bg, (), [ev.TopUpUnknown(s.txn.ref, "pending")]))
 
     def notify(self, session: Session) -> None:
         """Tell the screens; a failing listener is logged and never reaches the caller."""
@@ -292,11 +314,14 @@ class Runtime:
                       " doubt", s.escrow, s.escrow_key, entry.ref)
             self.deliver(entry.record)
 
-    async def _run_background(self, bg: Session, carry: ev.Record | None,
+    async def _run_background(self, bg: Session, carry: tuple[ev.Record, ...],
                               first: list[ev.Record]) -> None:
         ref = bg.state.txn.ref or ""             # an abandoned payment goes idle: no ref then
-        if carry is not None:
-            bg.carry_out(carry)
+        for eff in carry:
+            before = bg.state
+            bg.carry_out(eff)
+            if bg.state is not before:
+                break               # the engine moved on and asked for what comes next
         for e in first:
             bg.post(e)
         if bg.finished:

@@ -17,6 +17,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from . import events as ev
+from . import journal_health
 from .engine import Engine, Phase, State
 
 if TYPE_CHECKING:
@@ -49,6 +50,14 @@ class Session:
         try:
             while self._queue:
                 self._step(*self._queue.popleft())
+        except Exception as exc:
+            if not journal_health.is_write_failure(exc):
+                raise
+            # Nothing after the failed write was performed (journal first, then act):
+            # out of service until the journal can be written again.
+            self._queue.clear()
+            self._busy = False
+            journal_health.write_failed(self.rt, exc)
         finally:
             self._busy = False
         if self._changed:

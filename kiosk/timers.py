@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 from . import events as ev
+from . import journal_health
 from .engine import Phase
 
 if TYPE_CHECKING:
@@ -48,29 +49,50 @@ def check_idle(rt: Runtime, now: float | None = None) -> None:
 
 
 async def tick(rt: Runtime) -> None:
-    last_periodic = 0.0
+    last_periodic = last_disk = 0.0
+    seen_version = -1
     while True:
         check_idle(rt)
         s = rt.state
         if s.phase is Phase.PAY_QR and s.qr_expires_at and time.time() > s.qr_expires_at:
             rt.post(ev.QrExpired(s.txn.ref or ""))
-        if time.monotonic() - last_periodic > PERIODIC_S:
-            last_periodic = time.monotonic()
+        now = time.monotonic()
+        if now - last_periodic > PERIODIC_S:
+            last_periodic = now
             rt.spawn(ping_backend(rt))
+        if now - last_disk > journal_health.CHECK_S:
+            last_disk = now
+            journal_health.check(rt)
+        # Another process (`kiosk cashbox remove`) wrote the journal: look at the box now.
+        version = journal_version(rt)
+        if version != seen_version:
+            seen_version = version
             check_cash_box(rt)
         await asyncio.sleep(TICK_S)
+
+
+def journal_version(rt: Runtime) -> int:
+    """SQLite's data_version: changes when another connection commits (cheap, no I/O)."""
+    try:
+        return int(rt.journal.db.execute("PRAGMA data_version").fetchone()[0])
+    except Exception:   # noqa: BLE001 - a journal in trouble is journal_health's business
+        return -1
 
 
 def check_cash_box(rt: Runtime) -> None:
     """No cash box in the kiosk (a technician journaled its removal and no insertion
     since): cash stays out of service, whatever the acceptor says."""
-    removed = rt.journal.cash_box_removed()
+    try:
+        removed = rt.journal.cash_box_removed()
+    except Exception:
+        log.exception("reading the cash box's state")
+        return
+    was, rt.box_was_removed = rt.box_was_removed, removed
     if removed and rt.state.device_ok("cash"):
         log.warning("cash box removed: cash payment off until a box is inserted")
         rt.post(ev.DeviceStatus("cash", False, "cash box removed"))
-    elif not removed and rt.box_was_removed:
+    elif not removed and was:
         rt.post(ev.DeviceStatus("cash", True, "cash box inserted"))
-    rt.box_was_removed = removed
 
 
 async def ping_backend(rt: Runtime) -> None:

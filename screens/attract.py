@@ -9,10 +9,25 @@ from kivy.uix.boxlayout import BoxLayout
 
 from kiosk import events as ev
 from kiosk.engine import State
+from kiosk.i18n import N_
 
 from . import theme
 from .base import KioskScreen
 from .widgets import KButton, label
+
+
+def advertised(_: Any, s: State) -> str:
+    """How to pay, as far as this kiosk can take it now: a jammed acceptor or a cash box
+    taken out is not advertised."""
+    methods = [m for m in ("cash", "card", "qr") if m in s.methods]
+    if len(methods) == 3:
+        return str(_("Pay with banknotes, a bank card or a wallet QR code"))
+    names = {"cash": N_("Banknotes"), "card": N_("Bank card"), "qr": N_("Wallet QR code")}
+    text = _("Pay with: {methods}").format(methods=", ".join(_(names[m]) for m in methods)) \
+        if methods else ""
+    if "cash" not in methods and methods:
+        text += "\n" + _("Notes cannot be taken now.")
+    return str(text)
 
 
 class AttractScreen(KioskScreen):
@@ -49,7 +64,7 @@ class AttractScreen(KioskScreen):
         self.subtitle.text = _("Load, data packs and keep-my-number packs for every network")
         self.start.text = _("Touch here to start")
         self.sim_hint.text = _("Or insert your SIM card in the reader to start")
-        self.products.text = _("Pay with banknotes, a bank card or a wallet QR code")
+        self.products.text = advertised(_, s)
         self.start.disabled = not s.can_sell
         self.start.opacity = 1 if s.can_sell else 0.3
         self.out_of_service.text = "" if s.can_sell else _(

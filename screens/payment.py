@@ -64,6 +64,8 @@ class PaymentScreen(KioskScreen):
         self.change_note.text = _(
             "Banknotes: this kiosk gives no coins. Change is given as a voucher "
             "for your next top-up.") if "cash" in s.methods and s.txn.amount % min_note else ""
+        if s.can_sell and "cash" not in s.methods:
+            self.change_note.text = _("Notes cannot be taken now.")
         self.back_cancel()
 
 
@@ -107,6 +109,11 @@ class CashScreen(KioskScreen):
                 amount=self.ctx.money(s.escrow))
         elif s.txn.cancel_requested:
             self.status.text = _("Cancelling…")
+        elif not s.device_ok("cash"):
+            self.status.text = _("Notes cannot be taken now.")
+            if s.txn.paid:
+                self.status.text += "\n" + _(
+                    "What you inserted is kept for you: cancel to get a voucher for it.")
         elif s.txn.ref is None:
             self.status.text = _("Getting the note reader ready…")
         else:

@@ -22,8 +22,10 @@ from drivers.bill.simulator import PHP_NOTES, Id003Simulator, default_codes
 class Host:
     """The kiosk side of the line: 9600 8E1, timeout 0.2, one frame per exchange."""
 
-    def __init__(self, link: str) -> None:
-        self.port = serial.Serial(link, 9600, parity=serial.PARITY_EVEN, timeout=0.2)
+    def __init__(self, link: str, parity: str = serial.PARITY_EVEN) -> None:
+        # A pty reopened under a recycled /dev/pts/N may refuse even parity again (EINVAL):
+        # a host opening a replugged line takes parity N, as the driver does on a pty.
+        self.port = serial.Serial(link, 9600, parity=parity, timeout=0.2)
         self.decoder = Decoder()
 
     def send(self, cmd: int, data: bytes = b"") -> None:
@@ -370,6 +372,70 @@ def test_slow_replies(sim: Id003Simulator, ready: Host) -> None:
     assert frame == Frame(Status.IDLING)
     sim.slow(0)
     assert ready.status().status is Status.IDLING
+
+
+def test_latency_holds_replies_back_in_order_without_queueing(sim: Id003Simulator,
+                                                              ready: Host) -> None:
+    sim.latency(0.3)
+    escrow(sim, ready, 2000)                             # polled through the latency
+    sent = time.monotonic()
+    ready.send(Command.STACK_1)                          # acted on at once...
+    ready.send(Command.STATUS_REQUEST)
+    assert ready.answer(timeout=0.2) is None             # ...answered 0.3 s later
+    frames: list[Frame] = []
+    while len(frames) < 2 and time.monotonic() - sent < 1.0:
+        frames += ready.decoder.feed(ready.port.read(max(1, ready.port.in_waiting)))
+    assert frames == [Frame(id003.ACK), Frame(Status.STACKING)]   # in order
+    assert time.monotonic() - sent < 0.55                # the second not 0.3 s more
+    sim.latency(0)
+    assert ready.wait_for(Status.VEND_VALID) == [Status.VEND_VALID]
+
+
+def test_latency_jitter_stays_within_its_bounds(sim: Id003Simulator, ready: Host) -> None:
+    sim.latency(0.05, jitter=0.1)
+    took = []
+    for _ in range(8):
+        started = time.monotonic()
+        assert ready.x(Command.STATUS_REQUEST, timeout=0.5) == Frame(Status.IDLING)
+        took.append(time.monotonic() - started)
+    assert 0.05 <= min(took) and max(took) < 0.3
+    assert max(took) - min(took) > 0.02                  # drawn anew for every reply
+
+
+def test_drop_line_keeps_the_device_state_and_logs_each_line(sim: Id003Simulator,
+                                                             ready: Host) -> None:
+    escrow(sim, ready, 5000)
+    sim.drop_line(0.3)                                   # the adapter, not the acceptor
+    assert sim.give_back()                               # the customer takes it back
+    assert not sim.give_back()                           # nothing undecided in escrow now
+    assert sim.wait_plugged(3)
+    ready.close()
+    again = Host(sim.link, serial.PARITY_NONE)
+    try:
+        assert again.wait_for(Status.IDLING) == [Status.IDLING]   # no power-up, no RESET
+        assert sim.record.returned == [5000] and sim.record.resets == 1
+        assert sim.sent_on(2) == [Command.STATUS_REQUEST]
+        assert Command.RESET in sim.sent_on(1) and sim.line == 2
+    finally:
+        again.close()
+
+
+def test_lose_line_on_a_command_loses_that_frame(sim: Id003Simulator, ready: Host) -> None:
+    escrow(sim, ready, 5000)
+    sim.lose_line_on(Command.STACK_1, 0.3)
+    ready.send(Command.STACK_1)
+    deadline = time.monotonic() + 2
+    while os.path.lexists(sim.link):                     # the line goes as STACK arrives
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert sim.wait_plugged(3)
+    assert Command.STACK_1 not in sim.sent_on(1)         # it never reached the device
+    ready.close()
+    again = Host(sim.link, serial.PARITY_NONE)
+    try:
+        assert again.status().status is Status.ESCROW     # still undecided, same state
+    finally:
+        again.close()
 
 
 def test_host_frame_with_bad_crc_is_ignored(sim: Id003Simulator, ready: Host) -> None:

@@ -46,17 +46,19 @@ def test_durability_pragmas(journal: Journal, path: Path) -> None:
 
 def test_references_are_unique_and_sequential(journal: Journal) -> None:
     refs = [journal.open_transaction(cash_txn()) for _ in range(3)]
-    assert refs == ["K0001-000001", "K0001-000002", "K0001-000003"]
+    tag = journal.ref_tag
+    assert len(tag) == 4 and tag.isalnum() and tag.isupper() or tag.isdigit()
+    assert refs == [f"K0001-{tag}-000001", f"K0001-{tag}-000002", f"K0001-{tag}-000003"]
     rows = journal.transactions(limit=10)
     assert sorted(r.ref for r in rows) == refs
     assert sorted(r.number for r in rows) == [1, 2, 3]
-    row = journal.transaction("K0001-000002")
+    row = journal.transaction(refs[1])
     assert row is not None
     assert (row.status, row.method, row.amount, row.currency, row.paid) == (
         "open", "cash", 4000, "PHP", 0)
     # The reference is journaled in the same write that opened the transaction.
-    assert [e.kind for e in journal.events("K0001-000002")] == ["ReferenceAllocated"]
-    assert journal.events("K0001-000002")[0].record() == ev.ReferenceAllocated("K0001-000002")
+    assert [e.kind for e in journal.events(refs[1])] == ["ReferenceAllocated"]
+    assert journal.events(refs[1])[0].record() == ev.ReferenceAllocated(refs[1])
 
 
 def test_two_connections_never_share_a_reference(path: Path) -> None:
@@ -66,7 +68,7 @@ def test_two_connections_never_share_a_reference(path: Path) -> None:
     finally:
         a.close()
         b.close()
-    assert refs == [f"K0001-{n:06d}" for n in range(1, 7)]
+    assert refs == [f"K0001-{a.ref_tag}-{n:06d}" for n in range(1, 7)]
 
 
 def test_data_survives_close_and_reopen(path: Path) -> None:
@@ -95,7 +97,7 @@ def test_data_survives_close_and_reopen(path: Path) -> None:
         assert [v["code"] for v in j.vouchers(ref)] == ["1234567890123452"]
         assert j.unresolved() == []
         # Numbering continues after a restart.
-        assert j.open_transaction(cash_txn()) == "K0001-000002"
+        assert j.open_transaction(cash_txn()) == f"K0001-{j.ref_tag}-000002"
         assert j.db.execute("SELECT value FROM meta WHERE key='kiosk_id'").fetchone()[0] == "K0001"
     finally:
         j.close()

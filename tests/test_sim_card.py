@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import reduce
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,77 +26,67 @@ class Recorder:
         return self.card.process(capdu)
 
 
-@pytest.mark.parametrize(("name", "kind"), [("uicc", CardKind.UICC), ("classic", CardKind.SIM),
-                                            ("uicc3", CardKind.UICC)])
-def test_demo_sims_read_everything(name: str, kind: CardKind) -> None:
+UICC_READ = ["00 A4 00 04 02 3F 00",      # SELECT MF (case 4 on T=0: no Le); 61xx unfetched
+             "00 A4 00 04 02 2F E2",      # SELECT EF.ICCID
+             "00 B0 00 00 0A"]            # READ BINARY, 10 bytes
+SIM_READ = ["00 A4 00 04 02 3F 00",       # answered 6E00: not a UICC
+            "A0 A4 00 00 02 3F 00", "A0 A4 00 00 02 2F E2", "A0 B0 00 00 0A"]
+SPN_READ = ["A4 00 04 02 7F 20", "A4 00 04 02 6F 46", "B0 00 00 11"]   # after the CLA
+
+
+@pytest.mark.parametrize(("name", "kind", "apdus"), [
+    ("uicc", CardKind.UICC, UICC_READ), ("classic", CardKind.SIM, SIM_READ),
+    ("uicc3", CardKind.UICC, UICC_READ), ("pin", CardKind.UICC, UICC_READ)])
+def test_the_kiosk_reads_the_iccid_and_nothing_else(name: str, kind: CardKind,
+                                                      apdus: list[str]) -> None:
     profile = PROFILES[name]
     rec = Recorder(VirtualCard(profile))
     info = read_sim(rec)
     assert info.kind is kind
     assert info.iccid == profile.iccid and info.iccid in DEMO_SIMS
-    assert info.msisdn == profile.msisdn == DEMO_SIMS[info.iccid]
-    assert info.spn == profile.spn
-    assert info.imsi == profile.imsi
-    assert info.ad is not None
-    assert info.ad.mnc_length == (2 if kind is CardKind.UICC else None)   # 3-byte AD on SIM
-    assert info.readable == ("ICCID", "SPN", "AD", "IMSI", "MSISDN")
-    assert info.unreadable == {}
-    assert info.apdus == len(rec.sent) == rec.card.apdus <= 20
+    assert rec.sent == [bytes.fromhex(c) for c in apdus]       # exactly these, in order
+    assert info.apdus == rec.card.apdus == len(apdus)
+    assert info.readable == ("ICCID",) and info.unreadable == {} and info.spn is None
+    assert not hasattr(info, "imsi") and not hasattr(info, "msisdn")   # never read
     assert not rec.card.verify_seen
+
+
+@pytest.mark.parametrize("name", ["uicc", "classic", "uicc3"])
+def test_with_the_spn_the_operator_name_is_read_too(name: str) -> None:
+    profile = PROFILES[name]
+    rec = Recorder(VirtualCard(profile))
+    info = read_sim(rec, spn=True)
+    assert info.spn == profile.spn
+    assert info.readable == ("ICCID", "SPN") and info.unreadable == {}
+    base = SIM_READ if profile.kind == "sim" else UICC_READ
+    cla = "A0" if profile.kind == "sim" else "00"
+    spn = [c.replace("A4 00 04", "A4 00 00") if cla == "A0" else c for c in SPN_READ]
+    assert rec.sent == [bytes.fromhex(c) for c in base + [f"{cla} {c}" for c in spn]]
+    assert 0x6F07 not in rec.card.selected() and 0x6F40 not in rec.card.selected()
 
 
 def test_uicc3_has_a_ucs2_service_provider_name() -> None:
-    assert read_sim(VirtualCard(PROFILES["uicc3"]).process).spn == "吕宋移动"
+    assert read_sim(VirtualCard(PROFILES["uicc3"]).process, spn=True).spn == "吕宋移动"
 
 
-def test_uicc_sequence_starts_with_select_mf_and_get_response() -> None:
-    rec = Recorder(VirtualCard(PROFILES["uicc"]))
-    read_sim(rec)
-    assert rec.sent[0] == bytes.fromhex("00 A4 00 04 02 3F 00")      # case 4 on T=0: no Le
-    assert rec.sent[1][:4] == bytes.fromhex("00 C0 00 00")
-    assert rec.sent[3:4] == [bytes.fromhex("00 B0 00 00 0A")]           # after SELECT 2FE2
+@pytest.mark.parametrize("spn", [False, True])
+def test_imsi_and_msisdn_are_never_selected_whatever_the_card(spn: bool) -> None:
+    for name in sorted(PROFILES):
+        card = VirtualCard(PROFILES[name])
+        try:
+            read_sim(card.process, spn=spn)
+        except SimReadError:
+            pass
+        assert not {0x6F07, 0x7F10, 0x6F40, 0x6FAD} & set(card.selected()), name
+        assert all(c[1] not in (apdu.INS_READ_RECORD, apdu.INS_VERIFY)
+                   for c in card.received), name
 
 
-def test_classic_sim_is_found_by_retrying_with_cla_a0() -> None:
-    rec = Recorder(VirtualCard(PROFILES["classic"]))
-    info = read_sim(rec)
-    assert info.kind is CardKind.SIM
-    assert rec.sent[0][0] == 0x00 and rec.card.process(rec.sent[0]) == b"\x6e\x00"
-    assert rec.sent[1] == bytes.fromhex("A0 A4 00 00 02 3F 00")
-    assert rec.sent[2][:4] == bytes.fromhex("A0 C0 00 00")               # after 9Fxx
-    assert all(c[0] == 0xA0 for c in rec.sent[1:])
-
-
-def test_three_byte_ad_is_read_again_with_the_le_the_card_wants() -> None:
-    rec = Recorder(VirtualCard(PROFILES["classic"]))
-    read_sim(rec)
-    i = rec.sent.index(bytes.fromhex("A0 B0 00 00 04"))
-    assert rec.sent[i + 1] == bytes.fromhex("A0 B0 00 00 03")
-
-
-def test_msisdn_record_length_comes_from_the_select_response() -> None:
-    for name, cla in (("uicc", "00"), ("classic", "A0")):
-        rec = Recorder(VirtualCard(PROFILES[name]))
-        read_sim(rec)
-        assert bytes.fromhex(f"{cla} B2 01 04 18") in rec.sent          # 10 alpha + 14 = 24
-
-
-def test_pin_protected_files_are_reported_never_verified() -> None:
-    rec = Recorder(VirtualCard(PROFILES["pin"]))
-    info = read_sim(rec)
-    assert info.iccid in DEMO_SIMS
-    assert info.readable == ("ICCID", "SPN", "AD")
-    assert info.unreadable == {"IMSI": "pin_required", "MSISDN": "pin_required"}
-    assert info.imsi is None and info.msisdn is None
-    assert not rec.card.verify_seen
-    assert all(c[1] != apdu.INS_VERIFY for c in rec.sent)
-
-
-def test_unknown_sim_without_spn_or_number() -> None:
-    info = read_sim(VirtualCard(PROFILES["unknown"]).process)
+def test_unknown_sim_without_spn() -> None:
+    info = read_sim(VirtualCard(PROFILES["unknown"]).process, spn=True)
     assert info.iccid == UNKNOWN_SIM
-    assert info.unreadable == {"SPN": "not_found", "MSISDN": "empty"}
-    assert info.spn is None and info.msisdn is None and info.imsi is not None
+    assert info.readable == ("ICCID",) and info.unreadable == {"SPN": "not_found"}
+    assert info.spn is None
 
 
 def test_bank_card_is_not_a_sim() -> None:
@@ -162,7 +153,7 @@ def test_transport_errors_propagate_unchanged() -> None:
     card = VirtualCard(PROFILES["uicc"])
 
     def transmit(capdu: bytes) -> bytes:
-        if card.apdus == 3:
+        if card.apdus == 2:
             raise Pulled("card removed")
         return card.process(capdu)
 
@@ -184,11 +175,11 @@ def test_garbage_answers_give_a_sim_read_error_or_an_info(data: st.DataObject) -
         return data.draw(answers)
 
     try:
-        info = read_sim(transmit)
+        info = read_sim(transmit, spn=True)
     except SimReadError:
         return
     finally:
-        assert count <= 14 * 9          # 14 commands at most, each with 8 T=0 rounds at most
+        assert count <= 7 * 9           # 7 commands at most, each with 8 T=0 rounds at most
     assert info.apdus == count
 
 

@@ -186,3 +186,33 @@ def test_redeeming_is_atomic_across_connections(tmp_path: Path) -> None:
                                  if isinstance(r, ev.VoucherRefused))
     assert [e.kind for e in j.events() if e.kind == "VoucherRedeemed"] == ["VoucherRedeemed"]
     assert j.transaction(won[0].ref).paid == 5000
+
+
+async def test_refusals_in_a_row_slow_the_next_try_down(
+        rt: Runtime, caplog: pytest.LogCaptureFixture) -> None:
+    """Three codes refused cost nothing; the fourth makes the kiosk wait before it looks at
+    another code (the journal is not asked meanwhile); a good code after the wait pays.
+    The log names the refused codes by their last four digits only."""
+    from kiosk.voucher_guard import VoucherGuard
+    good = await a_voucher(rt, 2000)
+    rt.voucher_guard = VoucherGuard(free_tries=3, base_s=0.5)
+    await choose(rt, "luzon-load", 2000, "voucher")
+    wrong = [vouchers.new_code() for _ in range(4)]
+    for i, code in enumerate(wrong):
+        rt.post(ev.VoucherEntered(code))
+        await until(lambda i=i: rt.voucher_guard.refusals == i + 1, f"refusal {i + 1}")
+        assert rt.state.notice == "voucher.unknown"
+    # Refused four times: the good code is not looked at before the wait is over.
+    rt.post(ev.VoucherEntered(good))
+    await until(lambda: rt.state.notice == "voucher.slow_down", "slowed down")
+    assert rt.state.txn.paid == 0
+    assert rt.journal.voucher(good)["status"] == "active"
+    await asyncio.sleep(0.6)
+    rt.post(ev.VoucherEntered(good))
+    await until(lambda: rt.state.phase is Phase.RESULT, "paid by the good code")
+    assert rt.state.txn.paid == 2000
+    text = caplog.text
+    assert text.count("voucher refused (unknown)") == 4
+    for code in wrong + [good]:
+        assert code not in text and code[:12] not in text
+    assert rt.voucher_guard.refusals == 0                    # a redeemed voucher resets it

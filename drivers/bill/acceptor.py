@@ -1,10 +1,16 @@
 """JCM ID-003 banknote acceptor over a serial port (pyserial), on its own thread.
 
 A thin adapter: the protocol is `id003.py` (pure), the escrow cycle is `escrow.py` (a pure
-state machine), the thread and the reconnection with back-off are `SerialWorker`'s. This
-module owns the port: one command at a time, a status request every `poll_ms`, an answer
-that fits the command within `reply_timeout_ms` (`retries` tries), and it executes what the
-state machine returns: frames to send, events to hand over.
+state machine), the thread and the reconnection with back-off are `SerialWorker`'s, and
+`line.py` matches answers to commands. This module owns the port: one command at a time, a
+status request every `poll_ms`, an answer that fits the command within `reply_timeout_ms`
+(`retries` tries; an answer that comes after a try was given up is taken off the line before
+the next command, never read as its answer), and it executes what the state machine
+returns: frames to send, events to hand over.
+
+`reply_timeout_ms` (1000 by default) is well above the 100-400 ms some acceptors and
+USB-serial adapters take to answer, and covers a device that still had the host's ACK (which
+it does not answer) to get to before the poll after it.
 
 Note outcomes (NoteCredited, NoteReturned, NoteInDoubt, each with value and key) go to
 `commit`, which makes them durable without waiting for the UI loop; only when it returns
@@ -17,7 +23,9 @@ is opened again and the cycle continues from the status the device reports. RESE
 at the first start and after the device itself reports a power-up, once no note is in
 transit; at the first start `pending_note()` names the note a previous process (killed
 between STACK and the ACK) left in flight, and the machine settles it from what the
-acceptor says (see escrow.py).
+acceptor says (see escrow.py). A STACK or RETURN decided for a note is sent only for that
+note, in escrow with no gap in the line since (decisions.py): one decided before a line
+fault, or for a note the acceptor no longer shows, is dropped, never sent after it.
 """
 
 from __future__ import annotations
@@ -36,9 +44,10 @@ from typing import Any
 from kiosk import events as ev
 
 from ..base import BillAcceptor, Sink
-from ..serialworker import NotAnswering, SerialWorker
-from . import escrow, id003
-from .id003 import ANSWERED_WITH_ACK, Command, Status
+from ..serialworker import NotAnswering, PortGone, SerialWorker
+from . import decisions, escrow, id003
+from .id003 import Command, Status
+from .line import Line
 
 log = logging.getLogger("kiosk.cash")
 
@@ -49,14 +58,12 @@ class Id003Acceptor(SerialWorker, BillAcceptor):
     logger = log
     init_timeout_s = 10.0                     # RESET -> out of INITIALIZE / POWER_UP
 
-    def __init__(self, port: str = "", poll_ms: int = 150, reply_timeout_ms: int = 500,
+    def __init__(self, port: str = "", poll_ms: int = 150, reply_timeout_ms: int = 1000,
                  retries: int = 3, transient_timeout_s: float = 10.0,
                  escrow_timeout_s: float = 10.0, denominations: tuple[int, ...] = (),
                  currency: str = "PHP") -> None:
         SerialWorker.__init__(self, port)
         self.poll_s = poll_ms / 1000
-        self.reply_timeout_s = reply_timeout_ms / 1000
-        self.retries = retries
         self.transient_timeout_s = transient_timeout_s
         self.escrow_timeout_s = escrow_timeout_s
         self.denominations = tuple(denominations)
@@ -64,7 +71,7 @@ class Id003Acceptor(SerialWorker, BillAcceptor):
         self.commit: Callable[[ev.Record], bool] | None = None
         self.pending_note: Callable[[], Any] | None = None    # -> kiosk.gate.PendingNote | None
         self._requests: queue.Queue[tuple[str, int, str]] = queue.Queue()
-        self._decoder = id003.Decoder()
+        self.line = Line(self._io, reply_timeout_ms / 1000, retries, self._stop.is_set)
         self.fsm = escrow.EscrowState(escrow_timeout_s=escrow_timeout_s,
                                       transient_timeout_s=transient_timeout_s)
         self.values: dict[int, int] = {}          # escrow code -> minor units
@@ -74,7 +81,6 @@ class Id003Acceptor(SerialWorker, BillAcceptor):
         self.status: Status | None = None
         self.polls = 0
         self.poll_cpu_s = 0.0
-        self.misfits = 0                          # frames that did not answer our command
         self.timings: list[tuple[str, float]] = []   # benchmark hooks: (what, seconds)
         self._escrow_seen = 0.0
         self._failures = 0                        # line failures in a row
@@ -192,27 +198,14 @@ class Id003Acceptor(SerialWorker, BillAcceptor):
         # refuses (EINVAL) to set PARENB again on a pty that had it: parity N there.
         parity = "N" if os.path.realpath(self.port).startswith("/dev/pts/") else "E"
         self._open_port(baudrate=9600, bytesize=8, parity=parity, stopbits=1, timeout=0.02)
-        self._decoder = id003.Decoder()
+        self.line.opened(self._serial)
 
     def _write(self, frame: bytes) -> None:
-        self._io(lambda: self._serial.write(frame))
+        self.line.write(frame)
 
     def _exchange(self, cmd: int, data: bytes = b"") -> id003.Frame:
-        """Send one frame and return the answer that fits it (a late answer to an earlier
-        frame is dropped); `retries` tries, then NotAnswering."""
-        s, frame = self._serial, id003.encode(cmd, data)
-        self._io(s.reset_input_buffer)
-        for _attempt in range(self.retries):
-            self._write(frame)
-            deadline = time.monotonic() + self.reply_timeout_s
-            while time.monotonic() < deadline:
-                # read(n) waits for n bytes or the timeout: ask for what is there
-                chunk = self._io(lambda: s.read(max(1, s.in_waiting)))
-                for answer in self._decoder.feed(chunk) if chunk else ():
-                    if _fits(cmd, answer):
-                        return answer
-                    self.misfits += 1
-        raise NotAnswering(f"no answer to 0x{cmd:02X} after {self.retries} tries")
+        """Send one frame and return its own answer (see line.py); NotAnswering."""
+        return self.line.exchange(cmd, data)
 
     def _status(self) -> id003.StatusReport:
         return id003.parse_status(self._exchange(Command.STATUS_REQUEST))
@@ -256,7 +249,7 @@ class Id003Acceptor(SerialWorker, BillAcceptor):
 
     def _on_status(self, report: id003.StatusReport) -> None:
         self.status = report.status
-        self._apply(escrow.on_status(self.fsm, report, time.monotonic()))
+        self._apply(decisions.on_status(self.fsm, report, time.monotonic()))
 
     def _take_requests(self) -> None:
         while True:
@@ -270,7 +263,16 @@ class Id003Acceptor(SerialWorker, BillAcceptor):
             n = self.fsm.note
             if not key and n is not None and n.value == value:
                 key = n.key                    # a caller that does not name the note
-            self._apply(escrow.on_decision(self.fsm, what, key, time.monotonic()))
+            if n is None or n.key != key or self.fsm.stage is not escrow.Stage.ESCROW:
+                log.info("%s of note %s dropped: not the note in escrow now", what, key)
+            before = self.fsm
+            try:
+                self._apply(escrow.on_decision(self.fsm, what, key, time.monotonic()))
+            except PortGone:
+                if not self.line.frame_out:    # it never left: the note is undecided
+                    log.warning("%s of note %s dropped: the port went first", what, key)
+                    self.fsm = before
+                raise
 
     # ------------------------------------------------------------------ start-up
     def _identify(self) -> None:
@@ -303,18 +305,3 @@ class Id003Acceptor(SerialWorker, BillAcceptor):
                        else id003.INHIBIT_ON)
         self._apply(escrow.on_reset(self.fsm, secrets.token_hex(4), time.monotonic()))
         self._set_ok(True, f"ID-003 {self.version} on {self.port}")
-
-
-def _fits(cmd: int, answer: id003.Frame) -> bool:
-    """Whether `answer` can be the device's answer to `cmd`."""
-    if cmd == Command.STATUS_REQUEST:
-        try:
-            id003.parse_status(answer)
-        except id003.ProtocolError:
-            return False
-        return True
-    if answer.cmd == Status.INVALID_COMMAND:
-        return True
-    if cmd in ANSWERED_WITH_ACK:
-        return answer.cmd == id003.ACK
-    return answer.cmd == cmd               # settings are echoed, getters answered in kind

@@ -278,6 +278,15 @@ class Id003Device:
         """The next note inserted is rejected with `reason`."""
         self._counterfeit = reason
 
+    def give_back(self) -> bool:
+        """The note in escrow goes back to the customer with no word from the host (pulled
+        back out, or handed back by the acceptor itself): RETURNING, then IDLING. False when
+        no undecided note is in escrow."""
+        if self.status()[0] not in (Status.ESCROW, Status.HOLDING) or self._decided:
+            return False
+        self._decide(stack=False)
+        return True
+
     def hold_escrow(self, seconds: float) -> None:
         """After the next STACK/RETURN (ACKed at once) the note stays in ESCROW `seconds`
         more before the device acts; repeated STACK/RETURN meanwhile are ACKed, no effect."""

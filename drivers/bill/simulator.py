@@ -7,11 +7,19 @@ power-up with a bill), like an acceptor whose USB-serial adapter was pulled out 
 
 The simulator's thread cuts frames with id003.Decoder (a frame with a bad CRC is ignored,
 as a real device does) and answers each with `Id003Device.handle`, after `reply_delay`.
-Line faults (`garbage`, `bad_crc_next`, `slow`, `drop_replies`, `corrupt_replies`,
-`unplug_at`, and the base's `unplug`) live here; the device's own
-scenarios (jams, counterfeit, ...) are forwarded under the lock, so customer actions are
-safe from any thread. As a kiosk device it is the driver "id003-sim" (drivers/registry.py):
-the real ID-003 driver on this simulator's link, with `for_driver`'s notes.
+Line faults (`garbage`, `bad_crc_next`, `slow`, `latency`, `drop_replies`,
+`corrupt_replies`, `unplug_at`, `lose_line_on`, `drop_line`, and the base's `unplug`) live
+here; the device's own scenarios (jams, counterfeit, ...) are forwarded under the lock, so
+customer actions are safe from any thread. `received` keeps the last host frames the device
+took, each with the number of the line (pty) it came on, for tests that check what was sent.
+
+Two kinds of late answer: `slow(s)` is a device that takes `s` to get to each frame (frames
+queue behind each other, the state changes late too); `latency(s, jitter)` is a device that
+acts on each frame at once and whose answer reaches the host `s` (+ up to `jitter`) later,
+in order (a USB-serial adapter holding bytes back, a busy acceptor's late reply).
+
+As a kiosk device it is the driver "id003-sim" (drivers/registry.py): the real ID-003
+driver on this simulator's link, with `for_driver`'s notes.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
+from collections import deque
 from collections.abc import Iterable
 
 from ..ptysim import PtySimulator
@@ -33,6 +43,7 @@ PHP_NOTES = {0x61: 2000, 0x62: 5000, 0x63: 10000, 0x64: 20000, 0x65: 50000, 0x66
 # mistaken for a real assignment; drivers are configured with the currency and should not
 # rely on this byte.
 COUNTRY_CODE_PHP = 0xF0
+RECEIVED_KEPT = 5000                # host frames kept in `received`
 
 
 def _reports(frame: Frame, reply: bytes, status: Status) -> bool:
@@ -63,12 +74,19 @@ class Id003Simulator(PtySimulator):
         self.device = Id003Device(denominations or PHP_NOTES, currency_exponent,
                                   country_code, timings=timings)
         self.reply_delay = reply_delay
+        self.reply_jitter = 0.0
         self.decoder = Decoder()              # host frames; replaced with each new pty
         self.frames_handled = 0               # valid host frames (the host's ACK has no reply)
+        self.line = 0                         # ptys so far: 1 at start, + 1 at each replug
+        self.received: deque[tuple[int, Frame]] = deque(maxlen=RECEIVED_KEPT)   # (line, frame)
         self._lock = threading.RLock()
         self._rng = random.Random(seed)
+        self._latency_rng = random.Random(seed)   # only the serving thread draws from it
         self._garbage = b""
         self._bad_crc_next = False
+        self._latency = (0.0, 0.0)            # (seconds, jitter)
+        self._outbox: deque[tuple[float, bytes]] = deque()   # (due, reply), in order
+        self._keep_power = False              # the next replug is not a power cycle
 
     @classmethod
     def for_driver(cls, denominations: Iterable[int] = (), **_driver_options: object
@@ -79,15 +97,47 @@ class Id003Simulator(PtySimulator):
     # ------------------------------------------------------------------ serving
     def _new_line(self) -> None:
         self.decoder = Decoder()
+        self.line += 1
+        self._outbox.clear()                  # answers on their way are lost with the line
 
     def _replugged(self) -> None:
         with self._lock:
+            if self._keep_power:              # only the line went: the device kept its state
+                self._keep_power = False
+                return
             self.device.power_cycle()
+
+    def _serve_once(self) -> None:
+        self._deliver_due()
+        wait = self.poll_s
+        if self._outbox:
+            wait = min(wait, max(0.0, self._outbox[0][0] - time.monotonic()))
+        chunk = self._read(wait)
+        if chunk:
+            self._on_data(chunk)
 
     def _on_data(self, chunk: bytes) -> bytes:
         for frame in self.decoder.feed(chunk):
+            if self._unplug_for is not None:  # the line is going: the rest is lost
+                break
             self._answer(frame)               # each answer is written as it is ready
         return b""
+
+    def _reply(self, reply: bytes) -> None:
+        """To the host now, or after the latency, never before an earlier reply."""
+        seconds, jitter = self._latency
+        if not reply or not (seconds or jitter or self._outbox):
+            self._to_host(reply)
+            return
+        due = time.monotonic() + seconds + self._latency_rng.uniform(0.0, jitter)
+        if self._outbox:
+            due = max(due, self._outbox[-1][0])
+        self._outbox.append((due, reply))
+
+    def _deliver_due(self) -> None:
+        now = time.monotonic()
+        while self._outbox and self._outbox[0][0] <= now:
+            self._to_host(self._outbox.popleft()[1])
 
     def _answer(self, frame: Frame) -> None:
         at = self._unplug_at
@@ -95,9 +145,19 @@ class Id003Simulator(PtySimulator):
             self._unplug_at = None
             self._unplug_for = at[1]          # the serving loop unplugs; this frame is lost
             return
-        if self.reply_delay and self._stop.wait(self.reply_delay):
+        lose = self._lose_on
+        if lose is not None and frame.cmd == lose[0]:
+            self._lose_on = None
+            self._keep_power = not lose[2]
+            self._unplug_for = lose[1]        # as above: this frame never reaches the device
+            return
+        delay = self.reply_delay
+        if self.reply_jitter:
+            delay += self._latency_rng.uniform(0.0, self.reply_jitter)
+        if delay and self._stop.wait(delay):
             return
         with self._lock:
+            self.received.append((self.line, frame))
             try:
                 reply = self.device.handle(frame)
             except Exception:                 # a simulator bug must not kill the line
@@ -110,7 +170,7 @@ class Id003Simulator(PtySimulator):
                 reply, self._garbage = self._garbage + reply, b""
             reply = self._line_faulted(frame, reply or b"")
             self.frames_handled += 1
-        self._to_host(reply)
+        self._reply(reply)
         if at is not None and _reports(frame, reply, at[0]):
             self._unplug_at = (at[0], at[1], True)
 
@@ -135,13 +195,22 @@ class Id003Simulator(PtySimulator):
         with self._lock:
             self._bad_crc_next = True
 
-    def slow(self, seconds: float) -> None:
-        """Every reply from now on comes `seconds` late (0 to stop)."""
-        self.reply_delay = seconds
+    def slow(self, seconds: float, jitter: float = 0.0) -> None:
+        """The device gets to each frame from now on `seconds` (plus a random 0..`jitter`)
+        late, slow(0) to stop: frames sent meanwhile wait their turn, so their replies come
+        later still (the host's ACK, which is not answered, delays the next reply too)."""
+        self.reply_delay, self.reply_jitter = seconds, jitter
+
+    def latency(self, seconds: float, jitter: float = 0.0) -> None:
+        """Every reply from now on reaches the host `seconds` plus a random 0..`jitter` after
+        its frame arrived (the device acts on the frame at once); replies keep their order.
+        latency(0) to stop."""
+        self._latency = (seconds, jitter)
 
     # Class defaults: a simulator starts with none of these faults armed.
     _line_fault: tuple[str, int, Status | None] | None = None   # (kind, replies, from status)
     _unplug_at: tuple[Status, float, bool] | None = None        # (status, seconds, seen)
+    _lose_on: tuple[int, float, bool] | None = None             # (command, seconds, power)
 
     def drop_replies(self, n: int, when: Status | None = None) -> None:
         """The next `n` replies are lost on the line (the device did act on the frames):
@@ -159,6 +228,23 @@ class Id003Simulator(PtySimulator):
         frame arrives (that frame is lost; the device power-cycles, as with unplug())."""
         self._unplug_at = (status, seconds, False)
 
+    def lose_line_on(self, command: int, seconds: float, power_cycle: bool = False) -> None:
+        """The line drops for `seconds` as the host's next `command` frame arrives: that
+        frame never reaches the device. The device power-cycles only with `power_cycle`
+        (else it is the USB-serial adapter that dropped out, the acceptor kept running)."""
+        self._lose_on = (command, seconds, power_cycle)
+
+    def drop_line(self, seconds: float) -> None:
+        """The USB-serial adapter drops out now for `seconds` (like `unplug`), but the
+        acceptor, on its own supply, keeps its state: no power cycle when it comes back."""
+        self._keep_power = True
+        self.unplug(seconds)
+
+    def sent_on(self, line: int) -> list[int]:
+        """The commands the device took on that line (pty), in order."""
+        with self._lock:
+            return [frame.cmd for n, frame in self.received if n == line]
+
     # ------------------------------------------------------------------ the device
     @property
     def record(self) -> Record:
@@ -175,6 +261,10 @@ class Id003Simulator(PtySimulator):
     def counterfeit(self, reason: int = 0x72) -> None:
         with self._lock:
             self.device.counterfeit(reason)
+
+    def give_back(self) -> bool:
+        with self._lock:
+            return self.device.give_back()
 
     def hold_escrow(self, seconds: float) -> None:
         with self._lock:

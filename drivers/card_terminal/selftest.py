@@ -4,12 +4,18 @@ Opens the port, registers, asks the terminal's status, pays `amount` (minor unit
 real card, printing the terminal's texts as they come, then its receipt lines and the
 result, and reverses the test payment unless `keep`. Human lines, or one JSON document.
 
+An approval whose completion (06 0F) never comes is reversed, `keep` or not: the line says
+"approved (receipt N), completion missing, reversed with receipt M" (or "already reversed
+by the terminal", when it had reversed it itself): the card is not charged, and the exit
+code (5) tells that the terminal did not finish a payment it approved.
+
 Exit codes:
     0  paid (and reversed, unless keep)
     2  declined, or aborted at the terminal
     3  paid, but the reversal failed: the test amount stays on the card (the receipt
        number is printed; reverse it from the terminal's menu)
     4  terminal unreachable, port problem, or no final answer (result unknown)
+    5  approved but never completed by the terminal; reversed, the card is not charged
 """
 
 from __future__ import annotations
@@ -25,24 +31,27 @@ from kiosk import events as ev
 from kiosk.money import fmt
 
 from ..base import CardResult
+from . import zvt
+from .results import NOT_COMPLETED
 from .terminal import ZvtTerminal
 
-OK, DECLINED, REVERSAL_FAILED, UNREACHABLE = 0, 2, 3, 4
+OK, DECLINED, REVERSAL_FAILED, UNREACHABLE, INCOMPLETE = 0, 2, 3, 4, 5
 READY_TIMEOUT_S = 15.0
 
 
 def diag_card(port: str, amount: int, keep: bool, as_json: bool, currency: str = "PHP",
-              password: str = "000000") -> int:
+              password: str = "000000", **timers: Any) -> int:
+    """`timers`: the driver's t1_s, t3_s, t4_s, completion_s (its defaults otherwise)."""
     if amount <= 0:
         raise ValueError("the test amount must be positive (minor units)")
-    return asyncio.run(_Diag(port, amount, keep, as_json, currency, password).run())
+    return asyncio.run(_Diag(port, amount, keep, as_json, currency, password, timers).run())
 
 
 class _Diag:
     def __init__(self, port: str, amount: int, keep: bool, as_json: bool, currency: str,
-                 password: str) -> None:
+                 password: str, timers: dict[str, Any]) -> None:
         self.amount, self.keep, self.as_json, self.currency = amount, keep, as_json, currency
-        self.term = ZvtTerminal(port=port, password=password, currency=currency)
+        self.term = ZvtTerminal(port=port, password=password, currency=currency, **timers)
         self.events: queue.Queue[ev.Record] = queue.Queue()
         self.report: dict[str, Any] = {"port": port, "amount": amount, "currency": currency,
                                        "texts": [], "payment": None, "reversal": None}
@@ -89,6 +98,8 @@ class _Diag:
             result = await self.term.last_result(ref, self.amount) or result
         self._show_result("result", result)
         self.report["payment"] = _public(result)
+        if result.reason == NOT_COMPLETED:
+            return await self._not_completed(ref, result)
         if not result.approved:
             return UNREACHABLE if result.reason in ("offline", "unknown") else DECLINED
         if self.keep:
@@ -101,6 +112,24 @@ class _Diag:
             self.line("attention", f"reverse receipt {result.receipt_no} at the terminal")
             return REVERSAL_FAILED
         return OK
+
+    async def _not_completed(self, ref: str, paid: CardResult) -> int:
+        """Approved, then no completion: the test payment is reversed (never kept)."""
+        receipt = paid.receipt_no or "?"
+        self.line("attention", f"approved with receipt {receipt}, but the terminal never "
+                               f"completed it: reversing it{' (not kept)' if self.keep else ''}")
+        reversal = await self.term.reverse(ref, paid.amount, paid.receipt_no)
+        self._show_result("reversal", reversal)
+        self.report["reversal"] = _public(reversal)
+        if not reversal.approved:
+            self.line("attention", f"reverse receipt {receipt} at the terminal")
+            return REVERSAL_FAILED
+        how = ("already reversed by the terminal"
+               if reversal.result_code == zvt.RESULT_ALREADY_REVERSED
+               else f"reversed with receipt {reversal.receipt_no or '?'}")
+        self.report["outcome"] = f"approved (receipt {receipt}), completion missing, {how}"
+        self.line("incomplete", self.report["outcome"] + ": the card is not charged")
+        return INCOMPLETE
 
     async def _first_status(self) -> ev.DeviceStatus | None:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -129,8 +158,10 @@ class _Diag:
         for text in r.lines:
             self.line("receipt", text)
         if r.approved:
+            last4 = getattr(r, "card_last4", "")
             facts = [f"auth {r.auth_code}" if r.auth_code else "", f"trace {r.trace}",
-                     f"receipt {r.receipt_no}", r.card_name]
+                     f"receipt {r.receipt_no}", r.card_name,
+                     f"card ****{last4}" if last4 else ""]
             self.line(kind, "approved: " + ", ".join(f for f in facts if f))
         else:
             code = f" (result code {r.result_code:02X})" if r.result_code is not None else ""

@@ -17,7 +17,13 @@ Like a real terminal, an approval whose 04 0F the ECR never confirms (no ACK, no
 or 84 xx) is reversed by the terminal itself ("auto-reversal"), so money is never taken
 without the ECR knowing. Scenario controls are plain attributes read at the start of each
 step, so any thread may set them: `next_outcome` (kept until changed), `reversal_works`,
-`offline`, `slow_s`, `step_s`, `no_answer_s`. `ledger` is what physically happened.
+`refuse_reversal_with`, `card_pan`, `offline`, `slow_s`, `step_s`, `no_answer_s`. `ledger`
+is what physically happened.
+
+Faults after the approval: "no_completion" (the 04 0F is confirmed, then silence: no receipt
+lines, no 06 0F; the approval stands) and "no_completion_reversed" (the same, and the
+terminal reverses the payment by itself: a reversal the ECR asks for afterwards is answered
+B4 "already reversed").
 """
 
 from __future__ import annotations
@@ -34,11 +40,14 @@ from kiosk.money import CURRENCIES, fmt
 
 from ..ptysim import PtySimulator
 from . import zvt
+from .pan import pan_bmp
 from .zvt import Apdu, Code, StatusInformation
 
 log = logging.getLogger("kiosk.card.sim")
 
-OUTCOMES = ("approve", "decline", "customer_abort", "no_answer", "slow", "garbage")
+OUTCOMES = ("approve", "decline", "customer_abort", "no_answer", "slow", "garbage",
+            "no_completion", "no_completion_reversed")
+NO_COMPLETION = ("no_completion", "no_completion_reversed")
 _NOISE = bytes(b for b in range(256) if b not in (zvt.DLE, zvt.ACK, zvt.NAK))
 
 
@@ -52,6 +61,7 @@ class Transaction:
     reverses: str = ""           # reversals: the receipt number of the payment
     result_code: int = 0
     delivered: bool = True       # the ECR confirmed the result (04 0F, or 06 1E)
+    completed: bool = True       # the terminal ended it with 06 0F / 06 1E
 
 
 @dataclass
@@ -87,6 +97,10 @@ class ZvtSimulator(PtySimulator):
         self.next_outcome = "approve"
         self.approve_amount: int | None = None   # approve this instead of what was asked
         self.reversal_works = True
+        self.refuse_reversal_with = "abort"      # "abort": 80 00 00, then 06 1E <code>;
+                                                 # "negative": 84 <code> 00 at once
+        self.card_pan = ""       # "476173EEEEEE0119" (E: masked digits) or a clear number:
+                                 # sent in BMP 22 and printed on the receipt as it is
         self.reversal_last_only = reversal_last_only    # most terminals: the last one only
         self.offline = False                            # silent: no ACK, no answer
         self.ledger = Ledger()
@@ -95,7 +109,7 @@ class ZvtSimulator(PtySimulator):
         self.commands: list[str] = []                   # names of the commands received
         self._rng = random.Random(seed)
         self._trace = self._receipt = 0
-        self._last: tuple[StatusInformation, list[str]] | None = None   # for 06 20
+        self._last: tuple[bytes, list[str]] | None = None   # 04 0F and lines, for 06 20
         self._channel = zvt.Channel()
         self._inbox: deque[Apdu] = deque()
         self._abort_requested = False
@@ -309,11 +323,17 @@ class ZvtSimulator(PtySimulator):
         if outcome == "garbage":
             self._corrupt_next = True         # the result frame arrives with a bad CRC once
         lines = self._receipt_lines("CARD PAYMENT", info)
-        self._last = (info, lines)
-        tx.delivered = self._tell(zvt.status_information(info))
+        result = zvt.status_information(info, self._pan())
+        self._last = (result, lines)
+        tx.delivered = self._tell(result)
         if not tx.delivered:
             if approved:
-                self._auto_reverse(tx)
+                self._auto_reverse(tx, "ECR did not confirm")
+            return
+        if approved and outcome in NO_COMPLETION:
+            tx.completed = False                  # silence: no receipt, no 06 0F
+            if outcome == "no_completion_reversed":
+                self._auto_reverse(tx, "payment not completed")
             return
         self._print(lines)
         self._tell(zvt.completion() if approved else zvt.abort(zvt.RESULT_DECLINED))
@@ -344,9 +364,10 @@ class ZvtSimulator(PtySimulator):
         if tell:
             tx.delivered = self._tell(zvt.abort(code))
 
-    def _auto_reverse(self, payment: Transaction) -> None:
-        """The ECR never confirmed an approval: the terminal reverses it by itself."""
-        log.warning("ECR did not confirm approval %s: auto-reversal", payment.receipt_no)
+    def _auto_reverse(self, payment: Transaction, why: str) -> None:
+        """The ECR never confirmed an approval (or the terminal could not complete it): the
+        terminal reverses it by itself."""
+        log.warning("approval %s: %s: auto-reversal", payment.receipt_no, why)
         self._trace += 1
         self._receipt += 1
         info = StatusInformation(result_code=zvt.RESULT_OK, amount=payment.amount,
@@ -358,12 +379,12 @@ class ZvtSimulator(PtySimulator):
             self.ledger.transactions.append(Transaction(
                 "auto_reversal", payment.amount, "approved", info.receipt_no, info.trace,
                 reverses=payment.receipt_no, delivered=False))
-        self._last = (info, self._receipt_lines("AUTO REVERSAL", info))
+        self._last = (zvt.status_information(info), self._receipt_lines("AUTO REVERSAL", info))
 
     def _reversal(self, cmd: zvt.Command) -> None:
-        if not self._send(zvt.positive()):
+        negative = self.refuse_reversal_with == "negative"
+        if not negative and not self._send(zvt.positive()):
             return
-        self._step(0x0E, self.step_s)         # please wait
         receipt = cmd.receipt_no
         with self._lock:
             payments = [t for t in self.ledger.transactions
@@ -372,13 +393,21 @@ class ZvtSimulator(PtySimulator):
             done = receipt in self.ledger.reversed
             last = bool(payments) and payments[-1].receipt_no == receipt
         amount = self.ledger.authorised.get(receipt, 0)
-        if not (self.reversal_works and known and not done
-                and (last or not self.reversal_last_only)):
+        refused = not (self.reversal_works and known and not done
+                       and (last or not self.reversal_last_only))
+        if negative and not (refused or self._send(zvt.positive())):
+            return
+        if not (negative and refused):
+            self._step(0x0E, self.step_s)     # please wait
+        if refused:
             code = zvt.RESULT_ALREADY_REVERSED if done else zvt.RESULT_REVERSAL_NOT_POSSIBLE
             with self._lock:
                 self.ledger.transactions.append(Transaction(
                     "reversal", amount, "refused", reverses=receipt, result_code=code))
-            self._tell(zvt.abort(code))
+            if negative:
+                self._send(zvt.negative(code))    # 84 <code> 00: the command is refused
+            else:
+                self._tell(zvt.abort(code))
             return
         original = next(t for t in payments if t.receipt_no == receipt)
         self._trace += 1
@@ -395,8 +424,8 @@ class ZvtSimulator(PtySimulator):
             self.ledger.reversed[receipt] = amount
             self.ledger.transactions.append(tx)
         lines = self._receipt_lines("REVERSAL", info)
-        self._last = (info, lines)
-        tx.delivered = self._tell(zvt.status_information(info))
+        self._last = (zvt.status_information(info, self._pan()), lines)
+        tx.delivered = self._tell(self._last[0])
         if tx.delivered:
             self._print(lines)
             self._tell(zvt.completion())
@@ -407,8 +436,8 @@ class ZvtSimulator(PtySimulator):
         if self._last is None:
             self._tell(zvt.abort(zvt.RESULT_FUNCTION_NOT_POSSIBLE))   # nothing to repeat
             return
-        info, lines = self._last
-        if self._tell(zvt.status_information(info)):
+        result, lines = self._last
+        if self._tell(result):
             self._print(["** DUPLICATE **", *lines])
             self._tell(zvt.completion())
 
@@ -422,7 +451,8 @@ class ZvtSimulator(PtySimulator):
                 return
 
     def _receipt_lines(self, title: str, info: StatusInformation) -> list[str]:
-        """The customer copy: no card number, masked or not; the card type only."""
+        """The customer copy: the card type, and `card_pan` as it is when set (the driver
+        must mask it)."""
         alpha = next((a for a, (num, _) in CURRENCIES.items() if num == self.currency), "")
         amount = fmt(info.amount or 0, alpha) if alpha else f"{info.amount} ({self.currency})"
         lines = ["ZVT SIMULATOR", "TOP-UP KIOSK", time.strftime("%d.%m.%Y %H:%M"), title,
@@ -433,4 +463,10 @@ class ZvtSimulator(PtySimulator):
             lines.append(f"AUTH CODE {info.auth_code}")
         if info.original_trace:
             lines.append(f"ORIGINAL TRACE {info.original_trace}")
+        if self.card_pan:
+            lines.insert(5, f"PAN {self.card_pan}")  # as the terminal has it, masked or not
         return lines
+
+    def _pan(self) -> bytes:
+        """BMP 22 with `card_pan`, or nothing."""
+        return pan_bmp(self.card_pan) if self.card_pan else b""

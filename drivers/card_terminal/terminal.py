@@ -10,18 +10,23 @@ once, then reopened with back-off and registered again, DeviceStatus("card", Tru
 result the terminal delivers late is confirmed and remembered.
 
 Timers: `t1_s` for the ACK of each frame (3 repeats), `t3_s` for the terminal's first
-answer (80 00 00) to a command, `t4_s` for the whole command. A payment the terminal has
-not finished at T4 is aborted (06 B0); if it does not end within T3 more it is "unknown".
+answer (80 00 00) to a command, `t4_s` for the whole command, `completion_s` for the end
+(06 0F / 06 1E) once the terminal has sent its status information (04 0F), counted from
+its last message. A payment the terminal has not finished at T4 is aborted (06 B0) unless
+it was already approved; if it does not end within T3 more it is "unknown".
 
-Results (kiosk.base.CardResult): approved; "declined" (the card or the bank said no, any
-result code but 6C); "aborted" (6C: the customer, a timeout on the terminal or the kiosk's
-abort); "offline" (nothing was delivered to the terminal, or it refused to start); "unknown"
-(the terminal took the payment but no final answer came: T4, or the port was lost). An
-unknown payment is resolved with `last_result` (repeat receipt, 06 20): see there.
+Results (`results.ZvtResult`, a kiosk CardResult; the table is in results.py): approved;
+"declined" (the card or the bank said no, any result code but 6C); "aborted" (6C: the
+customer, a timeout on the terminal or the kiosk's abort); "offline" (nothing was delivered
+to the terminal, or it refused to start); "not_completed" (the terminal approved, then its
+completion never came: the approval's receipt number is in the result); "unknown" (the
+terminal took the payment but no final answer and no approval came: T4, or the port was
+lost). An unknown or not completed payment is resolved with `last_result` (repeat receipt,
+06 20), and reversed with `reverse` when the caller cannot use it.
 
-No card number is ever parsed into anything kept: zvt.py skips the card-data BMPs and
-masks PAN-like runs in every terminal text; this module logs amounts, codes and receipt
-numbers only.
+No card number is ever parsed into anything kept: zvt.py keeps only the last four digits of
+the PAN (BMP 22, `card_last4`), skips the other card-data BMPs and masks PAN-like runs in
+every terminal text (pan.py); this module logs amounts, codes and receipt numbers only.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kiosk import events as ev
@@ -42,6 +47,7 @@ from kiosk.money import CURRENCIES
 from ..base import CardResult, CardTerminal, Sink
 from ..serialworker import NotAnswering, PortGone, SerialWorker
 from . import zvt
+from .results import NOT_COMPLETED, Run, ZvtResult, payment_result, reversal_result
 from .zvt import Apdu, Code
 
 log = logging.getLogger("kiosk.card")
@@ -52,25 +58,6 @@ class _Job:
     kind: str                                    # authorise | reverse | last_result | status
     args: tuple[Any, ...]
     future: concurrent.futures.Future[Any]
-
-
-@dataclass
-class _Run:
-    """What the terminal said to one command."""
-    accepted: bool | None = None                 # 80 00 00 / 84 xx / nothing yet
-    refused: int | None = None                   # the code of 84 xx
-    texts: list[str] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
-    status: zvt.StatusInformation | None = None
-    completion: zvt.Completion | None = None
-    abort_code: int | None = None                # 06 1E
-    abort_sent: bool = False
-    lost: Exception | None = None                # the line failed after the command went
-    uncommitted: bool = False                    # an approval the kiosk could not journal
-
-    @property
-    def ended(self) -> bool:
-        return self.completion is not None or self.abort_code is not None
 
 
 @dataclass(frozen=True)
@@ -88,7 +75,7 @@ class ZvtTerminal(SerialWorker, CardTerminal):
 
     def __init__(self, port: str = "", password: str = "000000", currency: str = "PHP",
                  t1_s: float = 0.5, t3_s: float = 5.0, t4_s: float = 180.0,
-                 print_on_ecr: bool = True) -> None:
+                 print_on_ecr: bool = True, completion_s: float = 30.0) -> None:
         zvt.password_bytes(password)             # a bad password is a configuration error
         if currency not in CURRENCIES:
             raise ValueError(f"unknown currency {currency!r}")
@@ -96,6 +83,7 @@ class ZvtTerminal(SerialWorker, CardTerminal):
         self.password, self.currency = password, currency
         self.currency_code = CURRENCIES[currency][0]
         self.t1_s, self.t3_s, self.t4_s = t1_s, t3_s, t4_s
+        self.completion_s = completion_s
         self.print_on_ecr = print_on_ecr
         self.config = (zvt.Config.INTERMEDIATE_STATUS | zvt.Config.ECR_CONTROLS_PAYMENT
                        | zvt.Config.ECR_CONTROLS_ADMIN | zvt.Config.PRINT_LINES)
@@ -170,7 +158,8 @@ class ZvtTerminal(SerialWorker, CardTerminal):
         return await self._submit("reverse", ref, amount, receipt_no)
 
     async def last_result(self, ref: str, amount: int) -> CardResult | None:
-        """Resolve an "unknown" payment with the terminal's last receipt (06 20).
+        """Resolve an "unknown" or "not_completed" payment with the terminal's last
+        receipt (06 20): is the payment there, and does its approval stand?
 
         approved=True only when the repeated receipt is an approved payment of `amount`
         whose receipt number differs from the last one this driver had seen when it sent
@@ -375,32 +364,37 @@ class ZvtTerminal(SerialWorker, CardTerminal):
 
     # ------------------------------------------------------------------ one command
     def _command(self, apdu: bytes, abortable: bool = False, show_texts: bool = False,
-                 after_enquiry: bool = False) -> _Run:
+                 after_enquiry: bool = False) -> Run:
         """Send a command and follow it to 06 0F / 06 1E: every message of the terminal is
         confirmed (80 00 00) after it is read, except a status information we cannot read
         (84 9A: a terminal then reverses the payment rather than leave it unreported).
         Raises if the command itself could not be delivered; a failure after that is
-        returned in `lost`."""
-        run = _Run()
+        returned in `lost`. Once the status information (04 0F) is in, only the end is
+        missing: it is awaited `completion_s` after the terminal's last message (never past
+        T4), and nothing is aborted any more."""
+        run = Run()
         self._send(apdu)
         first = time.monotonic() + self.t3_s
         end = time.monotonic() + self.t4_s
         try:
             while not run.ended:
                 now = time.monotonic()
+                result_in = run.status is not None or run.uncommitted   # 04 0F taken
                 if abortable and self._abort_wanted.is_set() and run.accepted and \
-                        not run.abort_sent:
+                        not run.abort_sent and not result_in:
                     self._send(zvt.ecr_abort())
                     run.abort_sent = True
-                if now >= (first if run.accepted is None else end):
-                    if not abortable or run.abort_sent or run.accepted is None:
+                limit = first if run.accepted is None else end
+                if result_in:
+                    limit = min(end, run.last_message + self.completion_s)
+                if now >= limit:
+                    if not abortable or run.abort_sent or run.accepted is None or result_in:
                         return run
                     log.warning("payment still running at T4: aborting it")
                     self._send(zvt.ecr_abort())
                     run.abort_sent, end = True, now + self.t3_s
                     continue
-                msg = self._next(min(0.05, max(0.0, (first if run.accepted is None
-                                                     else end) - now)))
+                msg = self._next(min(0.05, max(0.0, limit - now)))
                 if msg is not None:
                     self._take(run, msg, show_texts, after_enquiry)
                     if run.accepted is False:
@@ -409,7 +403,8 @@ class ZvtTerminal(SerialWorker, CardTerminal):
             run.lost = exc
         return run
 
-    def _take(self, run: _Run, msg: Apdu, show_texts: bool, after_enquiry: bool) -> None:
+    def _take(self, run: Run, msg: Apdu, show_texts: bool, after_enquiry: bool) -> None:
+        run.last_message = time.monotonic()
         if msg.positive or msg.negative:
             if run.accepted is None:             # the answer to the command itself
                 run.accepted = msg.positive
@@ -444,7 +439,7 @@ class ZvtTerminal(SerialWorker, CardTerminal):
                 reply = zvt.negative(0x9A)       # "protocol error": not taken
         self._send(reply)
 
-    def _committed(self, run: _Run) -> bool:
+    def _committed(self, run: Run) -> bool:
         """Journal-before-confirm for an approval of the payment running now."""
         s, paying = run.status, self._paying
         if self.commit is None or paying is None or s is None or not s.approved \
@@ -456,10 +451,10 @@ class ZvtTerminal(SerialWorker, CardTerminal):
             log.error("terminal approved %s for %s, not %d: journaled, to be reversed", ref,
                       s.amount, amount)
         approved = amount if s.amount is None else s.amount
-        result = CardResult(True, approved, auth_code=s.auth_code, trace=s.trace,
-                            result_code=s.result_code, receipt_no=s.receipt_no,
-                            terminal_id=s.terminal_id or self.terminal_id,
-                            card_name=s.card_name)
+        result = ZvtResult(True, approved, auth_code=s.auth_code, trace=s.trace,
+                           result_code=s.result_code, receipt_no=s.receipt_no,
+                           terminal_id=s.terminal_id or self.terminal_id,
+                           card_name=s.card_name, card_last4=s.card_last4)
         try:
             ok = bool(self.commit(ref, result))
         except Exception:
@@ -524,38 +519,20 @@ class ZvtTerminal(SerialWorker, CardTerminal):
         if run.uncommitted:
             return CardResult(False, amount, reason="declined",
                               text="not recorded by the kiosk: reversed"), run.lost
-        result = self._payment_result(ref, amount, run)
-        if result.reason == "unknown":
+        result = payment_result(run, amount, self.terminal_id)
+        if result.approved or result.reason == NOT_COMPLETED:
+            self._receipts[ref] = result.receipt_no
+        if result.reason in ("unknown", NOT_COMPLETED):
             self._unknown[ref] = _Unknown(amount, baseline)
+        if result.reason == NOT_COMPLETED:
+            log.warning("payment %s approved (receipt %s), never completed: %s", ref,
+                        result.receipt_no or "?", result.text)
         log.info("payment %s: %s%s", ref, "approved" if result.approved else result.reason,
                  f" (code {result.result_code:02X})" if result.result_code else "")
         if run.accepted is False and run.refused == zvt.RESULT_NOT_REGISTERED:
             self.registered = False
             return result, NotAnswering("the terminal forgot the registration")
         return result, run.lost
-
-    def _payment_result(self, ref: str, amount: int, run: _Run) -> CardResult:
-        base = CardResult(False, amount, text=run.texts[-1] if run.texts else "",
-                          lines=tuple(run.lines), terminal_id=self.terminal_id)
-        if run.accepted is False:
-            return replace(base, reason="offline", result_code=run.refused,
-                           text="the terminal refused the payment")
-        s = run.status
-        if s is not None:
-            base = replace(base, trace=s.trace, receipt_no=s.receipt_no, card_name=s.card_name,
-                           result_code=s.result_code,
-                           terminal_id=s.terminal_id or self.terminal_id)
-        if run.abort_code is not None and not (s is not None and s.approved):
-            reason = "aborted" if run.abort_code == zvt.RESULT_ABORTED else "declined"
-            return replace(base, reason=reason, result_code=run.abort_code)
-        if run.completion is not None and s is not None and s.approved:
-            self._receipts[ref] = s.receipt_no
-            # Approved for another amount: reported as it is; the kiosk reverses it.
-            return replace(base, approved=True, auth_code=s.auth_code,
-                           amount=amount if s.amount is None else s.amount)
-        if run.completion is not None and s is not None:
-            return replace(base, reason="declined")
-        return replace(base, reason="unknown")   # no end, or no result
 
     def _reverse(self, ref: str, amount: int,
                  receipt_no: str = "") -> tuple[CardResult, Exception | None]:
@@ -576,26 +553,11 @@ class ZvtTerminal(SerialWorker, CardTerminal):
                 break
             time.sleep(self.BUSY_WAIT_S)
             run = self._command(zvt.reversal(self.password, receipt))
-        s = run.status
-        base = CardResult(False, amount, lines=tuple(run.lines),
-                          text=run.texts[-1] if run.texts else "", terminal_id=self.terminal_id)
-        if run.accepted is False:
-            result = replace(base, reason="declined", result_code=run.refused)
-        elif run.abort_code == zvt.RESULT_ALREADY_REVERSED:
-            # Reversed before (by us, or by the terminal itself when the kiosk died before
-            # confirming the approval): the money is back on the card either way.
-            result = replace(base, approved=True, result_code=run.abort_code,
-                             text="already reversed")
-            self._reversed[ref] = result
-        elif run.abort_code is not None:
-            result = replace(base, reason="declined", result_code=run.abort_code)
-        elif run.completion is not None and s is not None and s.approved:
-            result = replace(base, approved=True, trace=s.trace, receipt_no=s.receipt_no,
-                             result_code=s.result_code, card_name=s.card_name)
-            self._reversed[ref] = result
-        else:
-            result = replace(base, reason="unknown")
-        log.info("reversal %s: %s", ref, "done" if result.approved else result.reason)
+        result = reversal_result(run, amount, self.terminal_id)
+        if result.approved:
+            self._reversed[ref] = result             # reversed exactly once
+        log.info("reversal %s: %s", ref, result.text if result.approved and result.text
+                 else "done" if result.approved else result.reason)
         return result, run.lost
 
     def _last_result(self, ref: str, amount: int) -> tuple[CardResult | None, Exception | None]:
@@ -608,7 +570,7 @@ class ZvtTerminal(SerialWorker, CardTerminal):
             return None, run.lost                # busy (84 9C), gone, or silent
         if pending is None or pending.baseline is None:
             return None, None
-        base = CardResult(False, amount, lines=tuple(run.lines), terminal_id=self.terminal_id)
+        base = ZvtResult(False, amount, lines=tuple(run.lines), terminal_id=self.terminal_id)
         if s is None:                            # nothing to repeat
             if pending.baseline != "":
                 return None, None
@@ -626,7 +588,7 @@ class ZvtTerminal(SerialWorker, CardTerminal):
             self._receipts[ref] = s.receipt_no
             verdict = replace(base, approved=True, auth_code=s.auth_code, trace=s.trace,
                               receipt_no=s.receipt_no, result_code=s.result_code,
-                              card_name=s.card_name)
+                              card_name=s.card_name, card_last4=s.card_last4)
         else:
             return None, None                    # a newer payment, not of this amount
         del self._unknown[ref]

@@ -20,8 +20,9 @@ Layers here: `crc16`, `frame`, `Decoder` (a byte stream -> frames / ACK / NAK / 
 value), and the messages the kiosk uses, both ways (the simulator speaks the terminal's side
 with the same functions).
 
-A card number never leaves this module: BMP 22 (PAN), 23/24/2D (tracks), 2E (chip data),
-0E (expiry), 17 (card sequence number) and 3A (CVV) are stepped over without being decoded.
+A card number never leaves this module: of BMP 22 (PAN) only the last four digits are read
+(`pan.last4`); 23/24/2D (tracks), 2E (chip data), 0E (expiry), 17 (card sequence number) and
+3A (CVV) are stepped over without being decoded. Terminal texts go through `pan.redact`.
 
 Sources (public code; no ZVT specification document was available, only its table of contents
 and fragments): wirelane/ecrterm (`crc.py`, `transport_serial.py`, `packets/apdu.py`,
@@ -33,11 +34,11 @@ kaplanerkan/kotlin-zvt-library (`ZvtConstants.kt`). See docs/protocols/zvt.md.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, fields
 from enum import IntEnum
 
 from ..crc import crc16_kermit as crc16  # the frame CRC, CRC-16/KERMIT
+from .pan import BMP_PAN, last4, redact
 
 DLE, STX, ETX, ACK, NAK = 0x10, 0x02, 0x03, 0x06, 0x15
 MAX_APDU = 3 + 2 + 0xFFFF               # CLASS INSTR FF LL LH + data
@@ -401,7 +402,7 @@ BMP_FORMATS: dict[int, int | str] = {
     **{b: "LL" for b in (*range(0xE1, 0xE9), *range(0xF1, 0xF9))},
 }
 # Card data: stepped over, never decoded or kept (PAN, tracks, chip data, expiry, card
-# sequence number, CVV).
+# sequence number, CVV); of the PAN (22) only its last four digits are kept.
 CARD_DATA_BMPS = frozenset({0x22, 0x23, 0x24, 0x2D, 0x2E, 0x0E, 0x17, 0x3A})
 
 
@@ -432,7 +433,9 @@ def parse_bmps(data: bytes) -> tuple[dict[int, bytes], str | None]:
     """BMP tag -> value bytes (without length headers), and why parsing stopped early (None
     when everything was read). An unknown tag, a bad length header or a value cut short
     stop the walk there: what came before is kept, because a terminal newer than this table
-    may append BMPs we do not know. Card data BMPs are skipped. Never raises."""
+    may append BMPs we do not know. Card data BMPs are skipped, but for BMP 22 (PAN), whose
+    value here is only its last four digits in ASCII (b"0119"; b"" when it is no card
+    number). Never raises."""
     out: dict[int, bytes] = {}
     at = 0
     while at < len(data):
@@ -453,7 +456,9 @@ def parse_bmps(data: bytes) -> tuple[dict[int, bytes], str | None]:
             return out, f"BMP {tag:02X}: {exc}"
         if start + n > len(data):
             return out, f"BMP {tag:02X} cut short"
-        if tag not in CARD_DATA_BMPS:
+        if tag == BMP_PAN:
+            out[tag] = last4(data[start:start + n]).encode("ascii")
+        elif tag not in CARD_DATA_BMPS:
             out[tag] = bytes(data[start:start + n])
         at = start + n
     return out, None
@@ -469,26 +474,6 @@ def llvar(value: bytes, digits: int = 2) -> bytes:
 def text(data: bytes) -> str:
     """Terminal text: code page 437 (the ZVT default character set), NULs and padding off."""
     return redact(data.decode("cp437").replace("\x00", "").strip())
-
-
-# 13 or more digits or mask characters in a row (spaces and dashes between them allowed):
-# a card number, masked or not. 13 keeps a 12-digit VU (merchant) number, TIDs, traces,
-# dates and amounts intact.
-_PAN_LIKE = re.compile(r"(?<![0-9A-Za-z])[0-9*#Xx](?:[ -]?[0-9*#Xx]){12,}(?![0-9A-Za-z])")
-
-
-def redact(line: str) -> str:
-    """Terminal texts may carry the card number (receipts usually print it masked). Any
-    PAN-like run becomes asterisks; the last four digits stay only when the terminal had
-    masked all the others itself (a receipt shows them), never from an unmasked number."""
-    def mask(m: re.Match[str]) -> str:
-        chars = [c for c in m.group(0) if c not in " -"]
-        digits = sum(c.isdigit() for c in chars)
-        tail = "".join(chars[-4:])
-        if digits <= 4 and tail.isdigit():
-            return "*" * (len(chars) - 4) + tail
-        return "*" * len(chars)
-    return _PAN_LIKE.sub(mask, line)
 
 
 # ---------------------------------------------------------------------------- ECR -> terminal
@@ -678,7 +663,8 @@ def parse_print_line(apdu: Apdu) -> PrintLine:
 @dataclass(frozen=True)
 class StatusInformation:
     """04 0F, the result of a payment, a reversal or a repeated receipt. No card number:
-    the BMPs that carry card data are never decoded (`parse_bmps`)."""
+    the BMPs that carry card data are never decoded, but for the last four digits of the
+    PAN (`parse_bmps`)."""
     result_code: int | None = None        # 27
     amount: int | None = None             # 04, minor units
     currency: int | None = None           # 49
@@ -696,6 +682,7 @@ class StatusInformation:
     payment_type: int | None = None       # 19
     result_code_as: int | None = None     # A0
     additional_text: str = ""             # 3C
+    card_last4: str = ""                  # 22: the last four digits of the PAN, nothing more
     stopped: str | None = None            # why parsing stopped early (unknown BMP, ...)
 
     @property
@@ -729,16 +716,20 @@ def parse_status_information(apdu: Apdu) -> StatusInformation:
             values["amount"] = bcd_int(value)
         elif tag == 0x49:
             values["currency"] = bcd_int(value)
+        elif tag == BMP_PAN:
+            values["card_last4"] = value.decode("ascii")
     return StatusInformation(**values)   # type: ignore[arg-type]
 
 
-def status_information(info: StatusInformation) -> bytes:
-    """04 0F with the BMPs of `info` that are set (the simulator's side)."""
+def status_information(info: StatusInformation, extra: bytes = b"") -> bytes:
+    """04 0F with the BMPs of `info` that are set, then `extra` (more BMPs, e.g. a whole
+    BMP 22 from `pan.pan_bmp`) (the simulator's side). `card_last4` is not sent: a
+    terminal sends the whole, masked or clear, PAN."""
     data = bytearray()
     sizes = {0x0B: 3, 0x37: 3, 0x0C: 3, 0x0D: 2, 0x29: 4, 0x87: 2, 0x88: 3}
     for f in fields(StatusInformation):
         value = getattr(info, f.name)
-        if value in (None, "") or f.name == "stopped":
+        if value in (None, "") or f.name in ("stopped", "card_last4"):
             continue
         if f.name == "amount":
             data += b"\x04" + bcd(value, 6)
@@ -756,7 +747,7 @@ def status_information(info: StatusInformation) -> bytes:
                 data += bytes((tag,)) + raw[:width].ljust(width, b"\x00")
             else:
                 data += bytes((tag,)) + llvar(raw, 3 if tag == 0x3C else 2)
-    return encode_apdu(0x04, 0x0F, bytes(data))
+    return encode_apdu(0x04, 0x0F, bytes(data) + extra)
 
 
 def _key(table: dict[int, str], name: str) -> int | None:

@@ -3,14 +3,18 @@
     SELECT MF 3F00, CLA 00          61xx -> UICC        (else: retry the classic form)
     SELECT MF 3F00, CLA A0          9Fxx -> classic SIM (else: NotASim, e.g. a bank card)
     SELECT 2FE2, READ BINARY 10     EF.ICCID, must decode and pass the Luhn check
-    SELECT 7F20, 6F46 / 6FAD / 6F07 EF.SPN, EF.AD, EF.IMSI   (best effort)
-    SELECT 7F10, 6F40, READ RECORD  EF.MSISDN record 1       (best effort)
+    SELECT 7F20, 6F46, READ BINARY  EF.SPN, only with `spn=True` (best effort)
+
+Only what is used is read: the kiosk identifies the SIM by its ICCID (the backend gives the
+number); the technician's `kiosk diag sim` also shows the operator name (EF.SPN, readable
+without PIN, nothing personal). EF.IMSI and EF.MSISDN, the subscriber's identity and
+number, are never selected: 3 APDUs on a UICC, 4 on a classic SIM (6 and 7 with the SPN).
 
 T=0 is handled in one place, `_Session.send`: 61xx / 9Fxx -> GET RESPONSE (same CLA) with
 Le = xx; 6Cxx -> the same command again with Le = xx. A SELECT whose answer is not needed
-is not followed by GET RESPONSE (allowed on T=0; keeps a full read at 15 APDUs).
-The PIN is never presented: files behind it are reported as "pin_required".
-Transport exceptions raised by `transmit` propagate unchanged; the caller maps them.
+(none is, here) is not followed by GET RESPONSE (allowed on T=0).
+The PIN is never presented. Transport exceptions raised by `transmit` propagate unchanged;
+the caller maps them.
 """
 
 from __future__ import annotations
@@ -18,19 +22,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import TypeVar
 
 from . import apdu, files
 from .apdu import Apdu, ApduError, Response
 
 Transmit = Callable[[bytes], bytes]
-T = TypeVar("T")
 
 MF, EF_ICCID = b"\x3f\x00", b"\x2f\xe2"
-DF_GSM, EF_SPN, EF_AD, EF_IMSI = b"\x7f\x20", b"\x6f\x46", b"\x6f\xad", b"\x6f\x07"
-DF_TELECOM, EF_MSISDN = b"\x7f\x10", b"\x6f\x40"
+DF_GSM, EF_SPN = b"\x7f\x20", b"\x6f\x46"
 
-AD_READ_LENGTH = 4      # EF.AD is 3 bytes on phase 1 SIMs: the card answers 6C03, we resend
 _MAX_T0_ROUNDS = 8      # GET RESPONSE / resend rounds for one command (a looping card stops)
 
 
@@ -43,13 +43,10 @@ class CardKind(str, Enum):
 class SimInfo:
     kind: CardKind
     iccid: str
-    spn: str | None
-    imsi: str | None
-    msisdn: str | None
-    ad: files.AdminData | None
-    readable: tuple[str, ...]     # files read and decoded, e.g. ("ICCID", "SPN", "AD")
-    unreadable: dict[str, str]    # file -> "pin_required", "not_found", "empty" (no number in
-                                  # EF.MSISDN), "invalid" (undecodable) or "error" (other SW)
+    spn: str | None               # None: not asked for, or not on the card
+    readable: tuple[str, ...]     # files read and decoded: ("ICCID",) or ("ICCID", "SPN")
+    unreadable: dict[str, str]    # file -> "pin_required", "not_found", "invalid"
+                                  # (undecodable) or "error" (other SW)
     apdus: int                    # C-APDUs sent, GET RESPONSE and resends included
 
 
@@ -102,33 +99,22 @@ class _Session:
                 break
         return Response(data + response.data, response.sw1, response.sw2)
 
-    def select(self, fid: bytes, fetch: bool = False) -> Response:
-        return self.send(apdu.select(self.cla, fid, self.uicc), fetch=fetch)
+    def select(self, fid: bytes) -> Response:
+        """SELECT, its FCP / select response left unfetched: nothing here needs it."""
+        return self.send(apdu.select(self.cla, fid, self.uicc), fetch=False)
 
     def select_mf(self) -> CardKind:
-        first = self.send(apdu.select(apdu.CLA_UICC, MF, uicc=True))
+        first = self.send(apdu.select(apdu.CLA_UICC, MF, uicc=True), fetch=False)
         if first.ok:
             return CardKind.UICC
         self.cla, self.uicc = apdu.CLA_SIM, False
-        second = self.send(apdu.select(apdu.CLA_SIM, MF, uicc=False))
+        second = self.send(apdu.select(apdu.CLA_SIM, MF, uicc=False), fetch=False)
         if second.ok:
             return CardKind.SIM
         raise NotASim(f"SELECT MF answered {first.sw:04X} (CLA 00) and {second.sw:04X} (CLA A0)")
 
     def read_binary(self, length: int) -> bytes:
         response = self.send(apdu.read_binary(self.cla, 0, length))
-        _check(response)
-        return response.data
-
-    def record_length(self, select_response: bytes) -> int:
-        if self.uicc:
-            return _fcp_record_length(select_response)
-        if len(select_response) < 15 or select_response[13] != 0x01:   # 01: linear fixed
-            raise _Unreadable("invalid")
-        return select_response[14]
-
-    def read_record(self, record: int, length: int) -> bytes:
-        response = self.send(apdu.read_record(self.cla, record, length))
         _check(response)
         return response.data
 
@@ -143,21 +129,8 @@ def _check(response: Response) -> None:
     raise _Unreadable("error")
 
 
-def _fcp_record_length(fcp: bytes) -> int:
-    """FCP template `62 L ... 82 L descriptor coding 00 record-length(2) [count]`."""
-    if len(fcp) < 2 or fcp[0] != 0x62:
-        raise _Unreadable("invalid")
-    body, i = fcp[2:2 + fcp[1]], 0
-    while i + 2 <= len(body):
-        tag, length = body[i], body[i + 1]
-        value = body[i + 2:i + 2 + length]
-        if tag == 0x82 and len(value) >= 4 and value[0] & 0x07 == 0x02:   # linear fixed
-            return int.from_bytes(value[2:4], "big")
-        i += 2 + length
-    raise _Unreadable("invalid")
-
-
-def read_sim(transmit: Transmit) -> SimInfo:
+def read_sim(transmit: Transmit, spn: bool = False) -> SimInfo:
+    """The card's kind and ICCID (NotASim, BadIccidRead if none), and its SPN if asked."""
     s = _Session(transmit)
     try:
         kind = s.select_mf()
@@ -175,47 +148,16 @@ def read_sim(transmit: Transmit) -> SimInfo:
 
     readable = ["ICCID"]
     unreadable: dict[str, str] = {}
-
-    def attempt(name: str, read: Callable[[], T]) -> T | None:
+    name = None
+    if spn:
         try:
-            value = read()
+            _check(s.select(DF_GSM))
+            _check(s.select(EF_SPN))
+            name = files.decode_spn(s.read_binary(files.SPN_SIZE)).name
+            readable.append("SPN")
         except _Unreadable as exc:
-            unreadable[name] = exc.reason
-            return None
+            unreadable["SPN"] = exc.reason
         except ValueError:                       # FileFormatError, ApduError
-            unreadable[name] = "invalid"
-            return None
-        readable.append(name)
-        return value
-
-    def in_df(df: bytes, names: tuple[str, ...]) -> bool:
-        try:
-            _check(s.select(df))
-            return True
-        except _Unreadable as exc:
-            unreadable.update(dict.fromkeys(names, exc.reason))
-        except ValueError:
-            unreadable.update(dict.fromkeys(names, "invalid"))
-        return False
-
-    def ef(fid: bytes, length: int) -> bytes:
-        _check(s.select(fid))
-        return s.read_binary(length)
-
-    def msisdn() -> str:
-        selected = s.select(EF_MSISDN, fetch=True)
-        _check(selected)
-        number = files.decode_msisdn(s.read_record(1, s.record_length(selected.data)))
-        if number is None:
-            raise _Unreadable("empty")
-        return number
-
-    spn = ad = imsi = number = None
-    if in_df(DF_GSM, ("SPN", "AD", "IMSI")):
-        spn = attempt("SPN", lambda: files.decode_spn(ef(EF_SPN, files.SPN_SIZE)).name)
-        ad = attempt("AD", lambda: files.decode_ad(ef(EF_AD, AD_READ_LENGTH)))
-        imsi = attempt("IMSI", lambda: files.decode_imsi(ef(EF_IMSI, files.IMSI_SIZE)))
-    if in_df(DF_TELECOM, ("MSISDN",)):
-        number = attempt("MSISDN", msisdn)
-    return SimInfo(kind=kind, iccid=iccid, spn=spn, imsi=imsi, msisdn=number, ad=ad,
-                   readable=tuple(readable), unreadable=unreadable, apdus=s.apdus)
+            unreadable["SPN"] = "invalid"
+    return SimInfo(kind=kind, iccid=iccid, spn=name, readable=tuple(readable),
+                   unreadable=unreadable, apdus=s.apdus)

@@ -275,7 +275,7 @@ class PcscSimReader(SimReader):
     def _read(self, ctx: Any, reader: str, seen: float) -> None:
         info: SimInfo | None = None
         try:
-            info = connect_and_read(self.scard, ctx, reader)
+            info = connect_and_read(self.scard, ctx, reader, spn=False)   # the ICCID only
         except CardUnreadable as exc:
             log.warning("SIM not read: %s (%s)", exc.reason, exc)
             self._post(ev.SimUnreadable(exc.reason))
@@ -297,9 +297,12 @@ class CardUnreadable(Exception):
         self.reason = reason
 
 
-def connect_and_read(sc: Any, ctx: Any, reader: str) -> SimInfo:
+def connect_and_read(sc: Any, ctx: Any, reader: str, spn: bool = False) -> SimInfo:
     """Connect (shared), read the SIM, disconnect leaving the card powered (a card pulled
-    and re-inserted within ~400 ms after an unpower/reset can stay invisible to pcscd)."""
+    and re-inserted within ~400 ms after an unpower/reset can stay invisible to pcscd).
+
+    The kiosk reads the ICCID only (`spn=False`); the technician's `kiosk diag sim` (this
+    default) the operator name too. Nothing else is ever read (card.py)."""
     hr, card, proto = sc.SCardConnect(ctx, reader, sc.SCARD_SHARE_SHARED,
                                       sc.SCARD_PROTOCOL_T0 | sc.SCARD_PROTOCOL_T1)
     hr = u32(hr)
@@ -323,7 +326,7 @@ def connect_and_read(sc: Any, ctx: Any, reader: str) -> SimInfo:
         return bytes(resp)
 
     try:
-        return read_sim(transmit)
+        return read_sim(transmit, spn=spn)
     except NotASim as exc:
         raise CardUnreadable("not_sim", str(exc)) from None
     except SimReadError as exc:

@@ -94,7 +94,7 @@ PROFILES: dict[str, CardProfile] = {
                            imsi="515020000000007", atr=ATR_UICC, label="20-digit ICCID"),
     "mute": CardProfile("mute", label="Mute card (upside down)"),
     "pulled": CardProfile("uicc", _DEMO[0][0], "Luzon Mobile", imsi="515020000000001",
-                          msisdn=_DEMO[0][1], atr=ATR_UICC, pull_after=3,
+                          msisdn=_DEMO[0][1], atr=ATR_UICC, pull_after=2,
                           label="Pulled out mid-read"),
 }
 
@@ -174,6 +174,7 @@ class VirtualCard:
         self.cla = CLA_UICC if self.uicc else CLA_SIM
         self.mf = _file_system(profile) if profile.kind in ("uicc", "sim") else None
         self.apdus = 0                   # C-APDUs received
+        self.received: list[bytes] = []  # and each of them, in order
         self.verify_seen = False         # the kiosk must never present a PIN
         self.df: _File | None = None     # the current DF and EF (set by reset)
         self.ef: _File | None = None
@@ -190,8 +191,14 @@ class VirtualCard:
     def _sw(self, uicc_sw: int, sim_sw: int, data: bytes = b"") -> bytes:
         return status(uicc_sw if self.uicc else sim_sw, data)
 
+    def selected(self) -> list[int]:
+        """The file ids of every SELECT received, in order (whatever the card answered)."""
+        return [int.from_bytes(c[5:7], "big") for c in self.received
+                if len(c) >= 7 and c[1] == INS_SELECT]
+
     def process(self, capdu: bytes) -> bytes:
         self.apdus += 1
+        self.received.append(bytes(capdu))
         if self.profile.kind == "mute":
             return b""                                   # a mute card never answers
         try:

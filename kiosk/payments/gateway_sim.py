@@ -50,7 +50,9 @@ Admin API (no authentication; the demo panel, the CLI and tests use it):
 
     POST /_sim/pay/{reference}      the customer's phone pays; body {"late": true} (or
                                     ?late=1) also pays an order that is closed or expired, a
-                                    payment that raced the close -> {"paid": bool,
+                                    payment that raced the close; {"amount": n} makes the
+                                    gateway report n minor units paid instead of the order's
+                                    amount (a broken or hostile gateway) -> {"paid": bool,
                                     "provider_ref": str}; 404 unknown reference
     POST /_sim/decline/{reference}  the customer's wallet declines -> {"declined": bool}
     POST /_sim/mode                 {"mode": ..., "delay_s": n} -> {"mode", "delay_s"}
@@ -179,10 +181,11 @@ class WalletGatewaySimulator:
                 self.delay_s = float(delay_s)
 
     # ------------------------------------------------------------------ the customer's phone
-    def pay(self, ref: str, late: bool = False) -> bool:
+    def pay(self, ref: str, late: bool = False, amount: int | None = None) -> bool:
         """Pay the order in full. A pending order that has not expired is paid; with
         late=True a closed or expired one is paid too (a payment that raced the close).
-        Never pays an order twice, nor a declined one."""
+        Never pays an order twice, nor a declined one. `amount`: the gateway reports (and
+        books) that many minor units paid instead of the order's amount."""
         with self.lock:
             order = self._order(ref)
             if order is None:
@@ -190,10 +193,11 @@ class WalletGatewaySimulator:
             allowed = ("pending", "closed", "expired") if late else ("pending",)
             if order.status not in allowed:
                 return False
+            paid = order.amount if amount is None else int(amount)
             order.status = "paid"
-            order.paid_amount = order.amount
+            order.paid_amount = paid
             order.provider_ref = f"WG{next(self._ids):010d}"
-            self.ledger[ref] = self.ledger.get(ref, 0) + order.amount
+            self.ledger[ref] = self.ledger.get(ref, 0) + paid
             self.pay_count[ref] = self.pay_count.get(ref, 0) + 1
             return True
 
@@ -357,11 +361,16 @@ class _Handler(JsonHandler):
             ref = parts[1]
             late = bool(isinstance(body, dict) and body.get("late")) \
                 or parse_qs(query).get("late", ["0"])[0] in ("1", "true", "yes")
+            amount = body.get("amount") if isinstance(body, dict) else None
+            if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int)
+                                       or amount <= 0):
+                return self._send(400, {"paid": False, "provider_ref": "",
+                                        "error": "invalid_amount"})
             with sim.lock:
                 if ref not in sim.orders:
                     return self._send(404, {"paid": False, "provider_ref": "",
                                             "error": "unknown_reference"})
-                paid = sim.pay(ref, late=late)
+                paid = sim.pay(ref, late=late, amount=amount)
                 provider_ref = sim.orders[ref].provider_ref if paid else ""
             return self._send(200, {"paid": paid, "provider_ref": provider_ref})
         if method == "POST" and len(parts) == 2 and parts[0] == "decline":

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import queue
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from drivers import registry
 from drivers.bill.acceptor import Id003Acceptor
 from drivers.bill.id003 import Status
+from drivers.bill.simulator import Id003Simulator
 from kiosk import events as ev
 from tests.events import EventQueue, until
 
@@ -31,7 +32,8 @@ class Harness(EventQueue):
         super().__init__()
         opts = {"poll_ms": 60, "denominations": NOTES, **opts}
         self.acc = registry.create("cash", driver, **opts)   # "id003-sim": on its simulator
-        self.sim = getattr(self.acc, "simulator", None)
+        # "id003-sim": its own simulator; "id003": the test sets the one it drives
+        self.sim = cast(Id003Simulator, getattr(self.acc, "simulator", None))
         self.journal: list[tuple[int, int]] = []     # (value, device ACKs at commit time)
         self.outcomes: dict[str, ev.Record] = {}     # the gate's slot: first outcome per key
         self.contradictions: list[tuple[ev.Record, ev.Record]] = []

@@ -5,11 +5,11 @@ exactly once (or ends in a voucher and an alert when the reversal is refused).""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -48,7 +48,7 @@ def make_runtime(tmp_path: Path, **card: Any) -> Runtime:
 async def rt(tmp_path: Path) -> AsyncIterator[Runtime]:
     runtime = make_runtime(tmp_path)
     await runtime.start()
-    await until(lambda: runtime.devices["card"].available(), "the terminal registered")
+    await until(runtime.devices["card"].available, "the terminal registered")
     yield runtime
     await runtime.stop()
 
@@ -212,7 +212,7 @@ async def test_no_answer_is_resolved_by_asking_the_terminal(tmp_path: Path) -> N
     sim.no_answer_s = 1.5                         # the bank answers after the kiosk's T4
     await rt.start()
     try:
-        await until(lambda: rt.devices["card"].available(), "the terminal registered")
+        await until(rt.devices["card"].available, "the terminal registered")
         sim.next_outcome = "no_answer"
         ref = await pay_card(rt)
         await until(closed(rt, ref), "the payment resolved", timeout=20)

@@ -7,9 +7,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.card_terminal import zvt
-from drivers.card_terminal.zvt import (ACK, NAK, Apdu, BadFrame, Channel, Code, Control,
-                                       Decoder, Frame, ZvtError)
+from drivers.card_terminal import pan, zvt
+from drivers.card_terminal.zvt import (
+    ACK,
+    NAK,
+    Apdu,
+    BadFrame,
+    Channel,
+    Code,
+    Control,
+    Decoder,
+    Frame,
+    ZvtError,
+)
 
 H = bytes.fromhex
 
@@ -21,8 +31,8 @@ VECTORS = [
     ("authorisation 110.00 EUR (a 10 doubled)", zvt.authorisation(11000, 978),
      "10 02 06 01 0A 04 00 00 00 01 10 10 00 49 09 78 10 03 F2 FF"),
     ("print line", zvt.print_line("Gesamt      0       0,00"),
-     "10 02 06 D1 19 00 47 65 73 61 6D 74 20 20 20 20 20 20 30 20 20 20 20 20 20 20 30 2C 30 30"
-     " 10 03 B5 AB"),
+     ("10 02 06 D1 19 00 47 65 73 61 6D 74 20 20 20 20 20 20 30 20 20 20 20 20 20 20 30 2C 30 30"
+      " 10 03 B5 AB")),
     ("positive", zvt.positive(), "10 02 80 00 00 10 03 F5 1F"),
     ("negative 9C", zvt.negative(0x9C), "10 02 84 9C 00 10 03 C3 41"),
     ("status enquiry", zvt.status_enquiry("123456"), "10 02 05 01 03 12 34 56 10 03 E0 43"),
@@ -134,13 +144,13 @@ def test_commands_parse_back():
 # 04 0F from ecrterm tests/test_parsing.py: real terminals, with PAN (BMP 22), card
 # sequence number, expiry, additional text and a TLV container.
 REAL_STATUS = [
-    "04 0F 37 27 00 04 00 00 00 00 40 00 49 09 78 0C 09 38 48 0D 04 25 22 F1 F1 59 66 66 66 66"
-    " D2 00 21 22 01 00 17 00 01 87 01 75 0B 61 39 95 19 40 29 60 09 99 14 0E 05 12 8A 02",
-    "040FCE2700040000000010004909780C1230050D062922F0F8474843EEEEEE77438700023B38383931353000"
+    ("04 0F 37 27 00 04 00 00 00 00 40 00 49 09 78 0C 09 38 48 0D 04 25 22 F1 F1 59 66 66 66 66"
+     " D2 00 21 22 01 00 17 00 01 87 01 75 0B 61 39 95 19 40 29 60 09 99 14 0E 05 12 8A 02"),
+    ("040FCE2700040000000010004909780C1230050D062922F0F8474843EEEEEE77438700023B38383931353000"
     "000B000733196029420030360E18018A0A8C038BF0F556495341002A3435353630303030303539392020203C"
     "F0F7F341532D544944203D2031334630303031330D41532D50726F632D436F6465203D203230203930332030"
     "300D436170742E2D5265662E3D20303030300D41494435393A20383039323538062B4102000A490200031502"
-    "4445600F4204564953414307A00000000310102F0C1F1001001F1101011F120102",
+    "4445600F4204564953414307A00000000310102F0C1F1001001F1101011F120102"),
 ]
 
 
@@ -196,10 +206,42 @@ def test_tlv_container_with_long_length_is_stepped_over():
     assert why is None and bmps[0x27] == b"\x6c" and bmps[0x06] == H("01 02 03")
 
 
-def test_card_data_bmps_are_never_kept():
-    data = H("22 F0 F8 41 11 11 11 11 11 11 11 23 F0 F2 12 34 0E 24 12 17 00 01 3A 12 3F 27 00")
+def test_card_data_bmps_are_never_kept_but_the_last_four_digits_of_the_pan():
+    data = H("22 F0 F8 41 11 11 11 11 11 11 19 23 F0 F2 12 34 0E 24 12 17 00 01 3A 12 3F 27 00")
     bmps, why = zvt.parse_bmps(data)
-    assert why is None and bmps == {0x27: b"\x00"}
+    assert why is None and bmps == {0x22: b"1119", 0x27: b"\x00"}
+
+
+# BMP 22: LLVAR packed BCD, E = a masked digit, F = the pad of an odd count of digits.
+@pytest.mark.parametrize("value,last4", [
+    ("47 61 73 EE EE EE 01 19", "0119"),              # 476173EEEEEE0119, masked by the PT
+    ("47 61 73 90 01 01 01 19", "0119"),              # the same number in the clear
+    ("37 64 12 34 56 78 90 1F", "8901"),              # 15 digits, padded with F
+    ("EE EE EE EE EE EE 43 21", "4321"),              # all but the last four masked
+    ("59 66 66 66 66 D2 00 21 22 01 00", ""),         # girocard EF_ID (ecrterm sample)
+    ("47 61 73 EE EE EE EE EE", ""),                  # the tail masked too
+    ("12 34 56", ""),                                 # too short for a card number
+    ("", ""),
+])
+def test_pan_last_four_digits(value, last4):
+    assert pan.last4(H(value)) == last4
+
+
+@pytest.mark.parametrize("number", ["476173EEEEEE0119", "4761739001010119", "376412345678901"])
+def test_status_information_keeps_only_the_last_four_digits_of_the_pan(number):
+    info = zvt.StatusInformation(result_code=0, amount=100, receipt_no="0007")
+    raw = zvt.status_information(info, pan.pan_bmp(number))
+    assert raw.hex().upper().find(number.upper()[:6]) > 0     # the whole number is on the line
+    back = zvt.parse_status_information(zvt.decode_apdu(raw))
+    assert back.card_last4 == number[-4:] and back.receipt_no == "0007"
+    assert number[:6] not in repr(back) and number[-5:] not in repr(back)
+
+
+def test_pan_bmp_encoding():
+    assert pan.pan_bmp("476173EEEEEE0119") == H("22 F0 F8 47 61 73 EE EE EE 01 19")
+    assert pan.pan_bmp("376412345678901") == H("22 F0 F8 37 64 12 34 56 78 90 1F")
+    with pytest.raises(ValueError):
+        pan.pan_bmp("4761-73")
 
 
 def test_intermediate_status_texts():
@@ -209,7 +251,8 @@ def test_intermediate_status_texts():
     assert (real.code, real.timeout_s) == (0x0A, 1) and "card" in real.text
     assert "PIN" in zvt.intermediate_text(0x01)
     assert zvt.intermediate_text(0x0B) == "Please remove your card"
-    assert zvt.intermediate_text(0x4A).startswith("Insert") and "remove" in zvt.intermediate_text(0x4A)
+    removing = zvt.intermediate_text(0x4A)
+    assert removing.startswith("Insert") and "remove" in removing
     assert zvt.intermediate_text(0x99) == "Please wait"
     with pytest.raises(ZvtError):
         zvt.parse_intermediate_status(Apdu(4, 0xFF))
@@ -223,7 +266,22 @@ def test_print_lines_attributes_and_masked_numbers():
     masked = zvt.parse_print_line(zvt.decode_apdu(zvt.print_line("Card ############1234")))
     assert masked.text == "Card ************1234"
     full = zvt.parse_print_line(zvt.decode_apdu(zvt.print_line("PAN 5413 3300 8909 9130")))
-    assert full.text == "PAN ****************"
+    assert full.text == "PAN ************9130"
+    zvt_masked = zvt.parse_print_line(zvt.decode_apdu(zvt.print_line("Nr 476173EEEEEE0119")))
+    assert zvt_masked.text == "Nr ************0119"
+
+
+@pytest.mark.parametrize("line,redacted", [
+    ("476173EEEEEE0119", "************0119"),
+    ("4761 73EE EEEE 0119 Visa", "************0119 Visa"),
+    ("Karte 4761739001010119", "Karte ************0119"),
+    ("XXXXXXXXXXXX0119", "************0119"),
+    ("4761 7390 0101 0119", "************0119"),
+    ("476173EEEEEEEEEE", "****************"),       # no last four digits: none kept
+    ("EEEEEEEEEEEEEEEE", "EEEEEEEEEEEEEEEE"),       # no digit at all: no number
+])
+def test_redaction_keeps_at_most_the_last_four_digits(line, redacted):
+    assert zvt.redact(line) == redacted
 
 
 @pytest.mark.parametrize("line", ["VU 455600000599", "01.02.2026 10:11", "AMOUNT PHP 1500.00",
@@ -303,7 +361,7 @@ def test_frames_survive_surrounding_noise(before, after, data):
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=80))
 def test_apdu_and_message_parsers_raise_only_zvt_error(raw):
-    for parse in (zvt.decode_apdu, lambda r: zvt.parse_bmps(r)):
+    for parse in (zvt.decode_apdu, zvt.parse_bmps):
         try:
             parse(raw)
         except ZvtError:

@@ -231,6 +231,48 @@ def test_reversal_refused(sim, ecr, case):
     assert sim.ledger.reversed == {}
 
 
+@pytest.mark.parametrize("outcome", ["no_completion", "no_completion_reversed"])
+def test_approval_then_silence(sim, ecr, outcome):
+    """The 04 0F is confirmed, then nothing: no receipt line, no 06 0F. With
+    "no_completion_reversed" the terminal reverses the payment by itself, and its reversal
+    is then refused "already reversed" (06 1E B4), or 84 B4 with refuse_reversal_with."""
+    ecr.register()
+    sim.next_outcome = outcome
+    ecr.send(zvt.authorisation(3000, 608))
+    assert ecr.receive().positive
+    while (got := ecr.confirm()).code == Code.INTERMEDIATE_STATUS:
+        pass
+    assert got.code == Code.STATUS_INFORMATION and zvt.parse_status_information(got).approved
+    assert ecr.read_item(0.5) is None                         # silence
+    [payment] = [t for t in sim.ledger.transactions if t.kind == "payment"]
+    assert payment.delivered and not payment.completed
+    assert sim.ledger.authorised == {"0001": 3000}
+    reversed_by_itself = outcome == "no_completion_reversed"
+    assert sim.ledger.reversed == ({"0001": 3000} if reversed_by_itself else {})
+    sim.refuse_reversal_with = "negative"
+    ecr.send(zvt.reversal("000000", "0001"))
+    answer = ecr.receive()
+    if reversed_by_itself:
+        assert answer == Apdu(0x84, zvt.RESULT_ALREADY_REVERSED)  # 84 B4 00, nothing follows
+        assert ecr.read_item(0.3) is None
+    else:
+        assert answer.positive and ecr.until_end()[-1].code == Code.COMPLETION
+    assert sim.ledger.reversed == {"0001": 3000}
+
+
+def test_card_number_in_bmp_22_and_on_the_receipt(sim, ecr):
+    ecr.register()
+    sim.card_pan = "476173EEEEEE0119"
+    got = pay(ecr, 1000)
+    status = next(a for a in got if a.code == Code.STATUS_INFORMATION)
+    assert bytes.fromhex("22F0F8476173EEEEEE0119") in status.data       # as a terminal sends it
+    assert zvt.parse_status_information(status).card_last4 == "0119"
+    printed = [a.data[1:].decode("cp437") for a in got if a.code == Code.PRINT_LINE]
+    assert "PAN 476173EEEEEE0119" in printed                  # the driver must mask it
+    assert zvt.parse_print_line(next(a for a in got if a.code == Code.PRINT_LINE
+                                     and b"PAN" in a.data)).text == "PAN ************0119"
+
+
 def test_repeat_receipt_gives_the_last_transaction(sim, ecr):
     ecr.register()
     ecr.send(zvt.repeat_receipt("000000"))

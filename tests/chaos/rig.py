@@ -201,6 +201,7 @@ class ChaosRig(Rig):
                         "auth_url": f"{self.aggregator.url}/oauth/token",
                         "client_id": "kiosk", "client_secret": "secret", "verify": False,
                         "timeout_s": 3, "query_interval_s": 0.1, "max_unknown_queries": 3,
+                        "not_found_window_s": 1.0,
                         "operator_ids": dict(self.aggregator.operator_ids)},
             "wallet": {"driver": "http", "simulator": False, "base_url": self.gateway.url,
                        "api_key": "kiosk-demo-key", "verify": False, "timeout_s": 2.0},
@@ -213,7 +214,9 @@ class ChaosRig(Rig):
         for name, values in over.items():
             base.setdefault(name, {}).update(values)
         # Options the configuration reads itself; the rest must be the driver's.
-        own = {"backend": {"driver", "timeout_s", "max_unknown_queries", "query_interval_s"},
+        own = {"backend": {"driver", "timeout_s", "max_unknown_queries", "query_interval_s",
+                           "not_found_window_s", "late_check_hours", "late_check_interval_s",
+                           "late_check_max_interval_s"},
                "wallet": {"driver", "merchant_name", "merchant_city"}}
         from drivers.registry import options_of
         for name in ("backend", "wallet", "cash", "card", "printer"):

@@ -151,6 +151,7 @@ verify = false
 timeout_s = 3
 query_interval_s = 0.1
 max_unknown_queries = 3
+not_found_window_s = 1        # the provider's window, short: a lost request settles fast
 [backend.operator_ids]
 {ids}
 [wallet]
@@ -218,9 +219,24 @@ port = "{self.printer.link}"
 
     def run(self, customer: str | None = None, crash_after: int = 0,
             timeout: float = 60.0) -> Result:
-        p = subprocess.run(self._command(customer, crash_after), cwd=ROOT,
-                           env={**os.environ, **KIOSK_ENV}, capture_output=True, text=True,
-                           timeout=timeout)
+        proc = subprocess.Popen(self._command(customer, crash_after), cwd=ROOT,
+                                env={**os.environ, **KIOSK_ENV, "PYTHONFAULTHANDLER": "1"},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # A failure that shows where the kiosk was: SIGABRT makes faulthandler print
+            # every thread's stack before it dies.
+            proc.send_signal(signal.SIGABRT)
+            try:
+                stdout, stderr = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                stdout, stderr = proc.communicate()
+            Path(f"/tmp/crash-timeout-{os.getpid()}.log").write_text(stdout + stderr)
+            return Result(-1, {}, f"timed out after {timeout:.0f} s\n" + stdout[-3000:]
+                          + stderr[-6000:])
+        p = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
         summary: dict[str, Any] = {}
         for line in reversed(p.stdout.splitlines()):
             if line.startswith("{"):

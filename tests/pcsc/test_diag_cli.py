@@ -77,7 +77,11 @@ def test_uicc_is_read_with_full_iccid(diag, card_in, pcscd_rig):
     assert out["spn"] == "Luzon Mobile"
     assert "ICCID" in out["readable"] and "SPN" in out["readable"]
     assert isinstance(out["read_ms"], (int, float)) and 0 <= out["read_ms"] < 1000
-    assert isinstance(out["apdus"], int) and out["apdus"] >= 3
+    assert out["readable"] == ["ICCID", "SPN"] and out["unreadable"] == {}
+    # MF, EF.ICCID, DF.GSM, EF.SPN: the subscriber's IMSI and number are never read.
+    assert card.card.selected() == [0x3F00, 0x2FE2, 0x7F20, 0x6F46]
+    assert out["apdus"] == card.card.apdus == 6               # 4 SELECTs, 2 READ BINARY
+    assert out.get("imsi") is None and out.get("msisdn") is None
     assert out["atr"].startswith("3B")
     assert not card.card.verify_seen                           # never presents a PIN
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+
 import pytest
 
 from drivers.sim.pcsc import PcscSimReader
 from drivers.sim.virtual import PROFILES, VpcdCard
 from kiosk import events as ev
-
 from tests.events import EventQueue
 
 from .rig import PcscdRig
@@ -28,7 +28,7 @@ class Driver(EventQueue):
         super().__init__()
         self.reader = reader
 
-    async def start(self) -> "Driver":
+    async def start(self) -> Driver:
         await self.reader.start(self.put)
         return self
 
@@ -102,10 +102,33 @@ async def test_pin_locked_sim_is_identified_by_iccid_only(driver, card_in):
     e = await driver.expect(ev.SimIdentified)
     assert e.iccid == PROFILES["pin"].iccid
     info = driver.reader.last_info
-    assert info.imsi is None and info.msisdn is None
-    assert info.unreadable.get("IMSI") == "pin_required"
+    assert info.readable == ("ICCID",) and info.unreadable == {}   # nothing behind the PIN tried
     assert not card.card.verify_seen
     card.remove()
+
+
+@pytest.mark.parametrize("profile,selects,apdus", [
+    ("uicc", [0x3F00, 0x2FE2], 3),
+    ("classic", [0x3F00, 0x3F00, 0x2FE2], 4),     # CLA 00 refused, then the classic form
+])
+async def test_the_kiosk_reads_the_iccid_and_nothing_else(driver, card_in, profile, selects,
+                                                          apdus):
+    """What the virtual SIM received through pcscd for one read by the kiosk's reader: the
+    MF, EF.ICCID and its READ BINARY. The IMSI (6F07), the MSISDN (7F10/6F40) and the rest
+    of the card stay unread."""
+    card = card_in(profile)
+    e = await driver.expect(ev.SimIdentified)
+    assert e.iccid == PROFILES[profile].iccid
+    got = card.card
+    assert got.selected() == selects
+    assert [c[1] for c in got.received] == [0xA4] * len(selects) + [0xB0]   # SELECTs, READ
+    assert got.received[-1][2:] == bytes.fromhex("00 00 0A")                 # 10 bytes
+    assert 0x6F07 not in got.selected()
+    assert got.apdus == len(got.received) == apdus == driver.reader.last_info.apdus
+    assert driver.reader.last_info.readable == ("ICCID",)
+    card.remove()
+    await driver.expect(ev.SimRemoved)
+    assert got.apdus == apdus                   # and nothing more once it was identified
 
 
 async def test_twenty_digit_iccid(driver, card_in):

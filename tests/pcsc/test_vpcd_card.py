@@ -74,7 +74,7 @@ def test_card_is_pulled_after_answering_n_apdus(fake: FakeVpcd) -> None:
     card = VpcdCard(PROFILES["pulled"], port=fake.port)
     card.insert()
     conn = fake.accept()
-    for _ in range(3):
+    for _ in range(PROFILES["pulled"].pull_after or 0):
         fake.ask(conn, bytes.fromhex("00 A4 00 04 02 3F 00"))
         assert fake.answer(conn) is not None
     assert fake.answer(conn) is None                              # hung up
@@ -216,7 +216,7 @@ def test_reads_the_sim_through_pcscd(reader: Reader, name: str, kind: CardKind) 
     assert info.kind is kind and info.iccid == PROFILES[name].iccid
     assert info.apdus == card.card.apdus <= 20
     assert not card.card.verify_seen
-    assert took < 0.5            # ~2 ms for 15 APDUs; a Nagle/delayed-ACK stall costs ~44 ms each
+    assert took < 0.5            # ~1 ms for 3 APDUs; a Nagle/delayed-ACK stall costs ~44 ms each
 
 
 def test_mute_card_is_reported_mute(reader: Reader) -> None:
@@ -238,7 +238,7 @@ def test_card_pulled_mid_read(reader: Reader) -> None:
     with pytest.raises(TransmitError) as exc:
         read_sim(reader.transmit_for(handle, proto))
     assert exc.value.hresult in (SCARD_E_NOT_TRANSACTED, SCARD_W_REMOVED_CARD)
-    assert card.card.apdus == 3 and not card.inserted
+    assert card.card.apdus == 2 and not card.inserted
     after, _ = reader.wait(lambda s: bool(s & STATE_EMPTY))
     assert (after >> 16) > (state >> 16)                  # the event counter moved on
     reader.sc.SCardDisconnect(handle, reader.sc.SCARD_LEAVE_CARD)

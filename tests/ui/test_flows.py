@@ -440,11 +440,20 @@ async def test_a_jammed_note_reader_gives_a_voucher_and_hides_cash(kiosk):
     await k.tap("product_luzon-load_2000")
     await k.wait_phase("choose_payment")
     assert k.widget("pay_cash") is None and k.widget("pay_qr") is not None
+    assert "Notes cannot be taken now." in k.texts()
     await k.shot("cash-fault-02-cash-hidden")
+    # Back at the start: cash is not advertised while the reader is out.
+    k.rt.post(__import__("kiosk.events", fromlist=["Cancel"]).Cancel())
+    await k.wait_phase("idle")
+    text = k.texts()
+    assert "Notes cannot be taken now." in text and "banknotes" not in text.lower()
+    await k.shot("cash-fault-03-attract")
     await k.tap("demo_cash_clear")                # the technician clears the jam
     await k.wait_for(lambda: k.rt.state.device_ok("cash"), "cash back", 8)
-    k.rt.post(__import__("kiosk.events", fromlist=["Back"]).Back())
+    assert "Pay with banknotes, a bank card or a wallet QR code" in k.texts()
+    await to_products(k)
     await k.tap("product_luzon-load_2000")
+    await k.wait_phase("choose_payment")
     assert k.widget("pay_cash") is not None
     assert sum(sim.record.stacked) >= 2000
 
