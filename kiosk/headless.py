@@ -63,11 +63,16 @@ class _CrashingWrites:
 
 
 async def _until(cond: Any, timeout: float, what: str, why: Any = None) -> None:
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline, said = started + timeout, 0
     while not cond():
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             raise TimeoutError(f"waited {timeout:.0f} s for {what}"
                                + (f" ({why()})" if why is not None else ""))
+        if why is not None and now - started > 10 * (said + 1):
+            said += 1                   # what a long wait waits for, every 10 s
+            log.warning("still waiting for %s: %s", what, why())
         await asyncio.sleep(0.02)
 
 

@@ -137,7 +137,10 @@ def settle(rt: Runtime, ref: str, operator_ref: str) -> ev.LateCredit | None:
 async def check(rt: Runtime, ref: str) -> bool:
     """Ask the provider about `ref` once; settle a success. True when settled."""
     try:
-        answer = await asyncio.wait_for(rt.backend.status(ref), rt.settings.backend_timeout_s)
+        # asyncio.timeout, not wait_for: in Python 3.11 wait_for can swallow a cancel that
+        # lands as the call completes, and this loop would then outlive the kiosk's stop.
+        async with asyncio.timeout(rt.settings.backend_timeout_s):
+            answer = await rt.backend.status(ref)
     except Exception as exc:    # noqa: BLE001 - no answer: ask again later
         log.info("late check of %s: no answer (%s)", ref, type(exc).__name__)
         return False
@@ -170,4 +173,7 @@ async def watch(rt: Runtime) -> None:
             except Exception:
                 log.exception("late check of %s failed", ref)
             due[ref] = (loop.time() + wait, min(wait * 2, longest))
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError      # a cancel lost on the way: stop all the same
         await asyncio.sleep(interval)
