@@ -37,7 +37,8 @@ async def qr_order(rt: Runtime, session: Session, ref: str, amount: int) -> None
     while session.state.txn.ref == ref and session.state.phase is Phase.PAY_QR:
         await asyncio.sleep(rt.QR_POLL_S)
         try:
-            st = await asyncio.wait_for(rt.wallet.status(ref), rt.settings.backend_timeout_s)
+            async with asyncio.timeout(rt.settings.backend_timeout_s):   # not wait_for: see
+                st = await rt.wallet.status(ref)                         # late_credit.check
         except Exception as exc:    # noqa: BLE001 - keep polling until expiry
             log.warning("QR status %s: %s", ref, exc)
             continue
@@ -105,8 +106,8 @@ async def qr_watch_late(rt: Runtime, session: Session, ref: str) -> None:
         await asyncio.sleep(wait)
         wait = min(wait * 1.5, 30.0)
         try:
-            st = await asyncio.wait_for(rt.wallet.status(ref),
-                                        rt.settings.backend_timeout_s)
+            async with asyncio.timeout(rt.settings.backend_timeout_s):   # a loop: a cancel
+                st = await rt.wallet.status(ref)                         # must never be lost
         except Exception:   # noqa: BLE001 - keep watching
             continue
         if st.state == "paid":
