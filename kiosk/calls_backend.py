@@ -114,7 +114,6 @@ async def topup(rt: Runtime, session: Session, eff: ev.TopUp) -> None:
     session.post(answer_event(rt, eff.ref, answer))
 
 
-NOT_FOUND_WINDOW_S = 900.0      # default of the setting not_found_window_s
 
 
 def answer_event(rt: Runtime, ref: str, answer: Any) -> ev.Record:
@@ -138,7 +137,7 @@ def not_found(rt: Runtime, ref: str) -> ev.Record:
     """The provider has no top-up `ref`: unknown within the window since it was sent (it
     may still commit it), the failure "backend.not_received" after it (or if it was never
     sent at all)."""
-    window = float(getattr(rt.settings, "not_found_window_s", NOT_FOUND_WINDOW_S))
+    window = rt.settings.not_found_window_s
     sent = first_sent(rt, ref)
     if sent is not None:
         age = time.time() - sent

@@ -26,8 +26,8 @@ def _backup_dir(args: argparse.Namespace, s: Any) -> Path | None:
     given = getattr(args, "dir", None)
     if given:
         return Path(given)
-    configured = getattr(s, "backup", None)
-    return configured.folder if configured is not None and configured.folder else None
+    folder: Path | None = s.backup.folder
+    return folder
 
 
 def _fail(text: str, code: int) -> int:
@@ -86,7 +86,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
         return _fail(f"{s.journal_path}: no journal to back up", EX_REFUSED)
     try:
         made = backup.take(s.journal_path, folder, s.kiosk_id,
-                           getattr(getattr(s, "backup", None), "keep", 48))
+                           s.backup.keep)
     except backup.BackupError as exc:
         return _fail(str(exc), 74)
     print(f"{made.path} (journal {made.journal_id}, event {made.last_seq})")

@@ -35,7 +35,7 @@ WRITE_ERRORS = (sqlite3.Error, OSError)
 
 
 def min_free(rt: Runtime) -> int:
-    return int(getattr(rt.settings, "min_free_mb", 64)) * disk.MB
+    return rt.settings.min_free_mb * disk.MB
 
 
 def is_write_failure(exc: BaseException) -> bool:

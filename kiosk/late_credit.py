@@ -38,10 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kiosk.late_credit")
 
-HOURS = 48.0                 # late_check_hours
-INTERVAL_S = 300.0           # late_check_interval_s: between rounds, and the first wait
-MAX_INTERVAL_S = 6 * 3600.0  # late_check_max_interval_s: the longest wait for one reference
-
 _CANDIDATES = (
     "SELECT DISTINCT t.ref FROM events e INDEXED BY events_kind JOIN transactions t"
     " ON t.ref = e.ref WHERE e.kind = 'TopUpFailed' AND e.ts > ? AND t.status = 'closed'"
@@ -50,15 +46,10 @@ _CANDIDATES = (
     " AND l.kind = 'LateCredit') ORDER BY t.number")
 
 
-def _setting(rt: Runtime, name: str, default: float) -> float:
-    return float(getattr(rt.settings, name, default))     # [backend] late_check_*
-
-
 def candidates(rt: Runtime, now: float | None = None) -> list[str]:
     """Transactions closed as failed after a top-up failure within the last
     late_check_hours, with no late credit yet, oldest first."""
-    since = (time.time() if now is None else now) - _setting(rt, "late_check_hours",
-                                                             HOURS) * 3600
+    since = (time.time() if now is None else now) - rt.settings.late_check_hours * 3600
     return [r[0] for r in rt.journal.db.execute(_CANDIDATES, (since, since))]
 
 
@@ -155,8 +146,8 @@ async def watch(rt: Runtime) -> None:
     loop = asyncio.get_running_loop()
     due: dict[str, tuple[float, float]] = {}     # ref -> (next ask, monotonic; wait)
     while True:
-        interval = _setting(rt, "late_check_interval_s", INTERVAL_S)
-        longest = _setting(rt, "late_check_max_interval_s", MAX_INTERVAL_S)
+        interval = rt.settings.late_check_interval_s       # [backend] late_check_*
+        longest = rt.settings.late_check_max_interval_s
         try:
             refs = candidates(rt)
         except Exception:

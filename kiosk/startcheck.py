@@ -20,7 +20,7 @@ from .journal import Journal
 
 def preflight(settings: Any) -> None:
     path: Path = settings.journal_path
-    folder = backup_folder(settings)
+    folder: Path | None = settings.backup.folder
     if folder is not None and not identity.has_data(path) \
             and identity.read_marker(path.parent) is None:
         found = backup.copies(folder, settings.kiosk_id)
@@ -39,7 +39,3 @@ def preflight(settings: Any) -> None:
         raise identity.JournalRefused(
             f"{path} is damaged ({'; '.join(problems[:3])}): {identity.RESTORE_HINT}")
 
-
-def backup_folder(settings: Any) -> Path | None:
-    b = getattr(settings, "backup", None)
-    return b.folder if b is not None and b.folder else None
