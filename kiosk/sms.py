@@ -49,6 +49,8 @@ from typing import Any
 
 import httpx
 
+from .http_client import bearer_client
+
 SENDER = re.compile(r"^[A-Za-z0-9]{1,11}$|^\+?[0-9]{3,15}$")
 
 
@@ -135,10 +137,7 @@ class HttpSmsGateway:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None or self._client.is_closed:
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.timeout_s, connect=3.0), verify=self.verify,
-                headers={"Accept": "application/json",
-                         "Authorization": f"Bearer {self.api_key}"})
+            self._client = bearer_client(self.timeout_s, self.verify, self.api_key)
         return self._client
 
     async def aclose(self) -> None:

@@ -32,6 +32,7 @@ import httpx
 
 from kiosk.money import CURRENCIES, Money
 
+from ..http_client import bearer_client
 from .emvco import Field, QrPayloadError, decode
 from .gateway_sim import WalletGatewaySimulator
 from .wallet import WalletOrder, WalletProvider, WalletStatus
@@ -86,10 +87,7 @@ class HttpWallet(WalletProvider):
     # ------------------------------------------------------------------ plumbing
     def _http(self) -> httpx.AsyncClient:
         if self._client is None or self._client.is_closed:
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.timeout_s, connect=3.0), verify=self.verify,
-                headers={"Accept": "application/json",
-                         "Authorization": f"Bearer {self.api_key}"})
+            self._client = bearer_client(self.timeout_s, self.verify, self.api_key)
         return self._client
 
     async def aclose(self) -> None:
