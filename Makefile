@@ -7,10 +7,11 @@ PY := $(VENV)/bin/python
 
 # Runtime: GL/EGL for Kivy's SDL window (also offscreen), touch input, a CJK font for Chinese,
 # gettext tools for translators; the PC/SC daemon and, to build pyscard, swig and the
-# pcsc-lite headers. Tests and demos: the vpcd virtual reader and Xvfb.
+# pcsc-lite headers. Tests and demos: the vpcd virtual reader and Xvfb. Speech: espeak-ng
+# (English and Mandarin voices) and aplay (alsa-utils) to play what it says.
 APT_PACKAGES := libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libmtdev1 fonts-wqy-microhei \
                 gettext xvfb xauth pcscd libpcsclite-dev swig build-essential vsmartcard-vpcd \
-                zbar-tools
+                zbar-tools espeak-ng alsa-utils
 
 .PHONY: setup apt venv run run-windowed run-pcsc test lint bench clean
 
@@ -31,8 +32,11 @@ $(VENV)/.installed: pyproject.toml | apt
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# Without a display (a server, a container) the kiosk runs on a virtual 1280x800 screen.
 run: setup
-	$(VENV)/bin/kiosk run
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then $(VENV)/bin/kiosk run; \
+	else echo "no display: running the kiosk on a virtual 1280x800 screen (Xvfb)"; \
+	  xvfb-run -a -s "-screen 0 1280x800x24" $(VENV)/bin/kiosk run; fi
 
 run-windowed: setup
 	$(VENV)/bin/kiosk run --windowed
@@ -52,7 +56,8 @@ lint: setup
 	$(PY) -m mypy kiosk drivers
 
 bench: setup
-	$(PY) benchmarks/startup.py
+	$(PY) benchmarks/startup.py $(BENCH_ARGS)
+	$(PY) benchmarks/ui_soak.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var tests/_artifacts .pytest_cache

@@ -2,7 +2,7 @@
 escrow state machine) against the byte-exact device simulator behind a real pty, with the
 real money gate (`kiosk.gate.Gate`) on a real journal file.
 
-    .venv/bin/python benchmarks/bill_latency.py [--notes 40] [--poll-ms 150] [--fsync]
+    .venv/bin/python benchmarks/bill_latency.py [--notes 40] [--poll-ms 150] [--fsync] [--smoke]
                                                 [--stall-s 3] [--seed N] [--progress]
 
 The main thread runs an asyncio loop, as the kiosk does (the UI loop). The journal is the
@@ -236,8 +236,8 @@ async def one_run(args: argparse.Namespace, stall_s: float, label: str) -> Run:
     path = Path(folder) / "journal.sqlite3"
     run.journal = str(path)
     journal = Journal(path, KIOSK_ID, CURRENCY)              # the loop's connection
-    ref = journal.open_transaction(Txn(msisdn="09171234567", operator="luzon",
-                                       product_id="luzon-load-any", amount=sum(values),
+    ref = journal.open_transaction(Txn(msisdn="09171234567", operator="globe",
+                                       product_id="globe-load-any", amount=sum(values),
                                        method="cash"))
     on_loop: list[tuple[ev.Record, float, float]] = []       # (fact, delivered, on loop)
 
@@ -461,7 +461,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="the stalled run's blocking sleep per delivered fact (0: no such run)")
     p.add_argument("--seed", type=int, default=1, help="random seed for the note values")
     p.add_argument("--progress", action="store_true", help="one line per note")
+    p.add_argument("--smoke", action="store_true",
+                   help="3 notes, a 0.2 s stall (a test that it runs, no figure to keep)")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.notes, args.stall_s = 3, 0.2
     if args.notes < 1 or args.poll_ms < 10 or args.stall_s < 0:
         p.error("need --notes >= 1, --poll-ms >= 10 and --stall-s >= 0")
     return run(args)

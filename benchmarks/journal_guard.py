@@ -1,6 +1,6 @@
 """What guarding the journal costs: the check at start, the high-water mark, the copy.
 
-    .venv/bin/python benchmarks/journal_guard.py [-n 10000] [--rounds 5]
+    .venv/bin/python benchmarks/journal_guard.py [-n 10000] [--rounds 5] [--smoke]
 
 A journal of N closed sales (tests/chaos/bigjournal.py, about 12 events each) is built
 once. Printed, as medians over the rounds:
@@ -43,7 +43,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--smoke", action="store_true",
+                    help="200 sales, 1 round (a test that it runs, no figure to keep)")
     args = ap.parse_args()
+    if args.smoke:
+        args.n, args.rounds = 200, 1
     tmp = Path(tempfile.mkdtemp(prefix="journal-guard-"))
     path = tmp / "data" / "journal.sqlite3"
     t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """Restart recovery: how long a kiosk takes to resume N unfinished transactions.
 
-    .venv/bin/python benchmarks/recovery.py [-n 1000] [--rounds 3]
+    .venv/bin/python benchmarks/recovery.py [-n 1000] [--rounds 3] [--smoke]
 
 A journal is written with N open transactions left as a crash leaves them (a third paid in
 cash with the top-up asked for and no answer, a third paid in cash mid-payment, a third
@@ -45,7 +45,7 @@ def write_journal(settings: config.Settings, n: int) -> list[str]:
     j.db.execute("PRAGMA synchronous=OFF")          # set-up only: the kiosk writes FULL
     for i in range(n):
         method = "card" if i % 3 == 2 else "cash"
-        ref = j.open_transaction(Txn(msisdn=NUMBER, operator="luzon", product_id="luzon-load",
+        ref = j.open_transaction(Txn(msisdn=NUMBER, operator="globe", product_id="globe-load",
                                      amount=5000, method=method))
         if method == "card":
             j.append(ref, ev.AuthoriseCard(ref, 5000))
@@ -56,7 +56,7 @@ def write_journal(settings: config.Settings, n: int) -> list[str]:
             j.append(ref, ev.StackNote(5000, f"b:{i}"))
             j.append(ref, ev.NoteCredited(5000, f"b:{i}"))
         if i % 3 != 1:
-            j.append(ref, ev.TopUp(ref, NUMBER, "luzon", "luzon-load", 5000))
+            j.append(ref, ev.TopUp(ref, NUMBER, "globe", "globe-load", 5000))
             reached.append(ref)
     j.close()
     return reached
@@ -91,7 +91,11 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("-n", type=int, default=1000)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--smoke", action="store_true",
+                   help="30 transactions, 1 round (a test that it runs, no figure to keep)")
     a = p.parse_args()
+    if a.smoke:
+        a.n, a.rounds = 30, 1
     logging.basicConfig(level=logging.ERROR)
     rec, settled = [], []
     for _ in range(a.rounds):

@@ -1,7 +1,7 @@
 """SIM read benchmark: virtual card inserted -> ICCID posted to the kiosk, through the real
 PC/SC stack (a private pcscd with the vpcd reader, pyscard, the kiosk's PcscSimReader).
 
-    .venv/bin/python benchmarks/sim_read.py [--inserts 60] [--poll-ms 500] [--seed N]
+    .venv/bin/python benchmarks/sim_read.py [--inserts 60] [--poll-ms 500] [--seed N] [--smoke]
 
 It starts its own pcscd (tests/pcsc/rig.py; needs root for the mount namespace, like the
 PC/SC tests), starts a PcscSimReader on its reader, then inserts a virtual card N times at
@@ -282,7 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-gap", type=float, default=1.0, help="longest pause before an insert")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
     p.add_argument("--progress", action="store_true", help="one line per insertion")
+    p.add_argument("--smoke", action="store_true",
+                   help="2 insertions, short gaps (a test that it runs, no figure to keep)")
     args = p.parse_args(argv)
+    if args.smoke:
+        args.inserts, args.min_gap, args.max_gap = 2, 0.05, 0.1
     if args.inserts < 1 or not 0 <= args.min_gap <= args.max_gap:
         p.error("need --inserts >= 1 and 0 <= --min-gap <= --max-gap")
     if args.seed is None:

@@ -1,7 +1,7 @@
 """Soak: many headless transactions through the real runtime, engine and journal, with
 random payment paths and faults; conservation checked at the end.
 
-    .venv/bin/python benchmarks/soak.py [-n 10000] [--seed 7] [--data-dir DIR]
+    .venv/bin/python benchmarks/soak.py [-n 10000] [--seed 7] [--data-dir DIR] [--smoke]
 
 Devices and services are the in-process simulated ones (drivers/simulated.py,
 kiosk/backend/simulated.py, kiosk/payments/simulated.py) with no delays, so the figure is
@@ -72,7 +72,7 @@ async def one(rt: Runtime, rng: random.Random, vouchers: list[str]) -> None:
         rt.post(e)
     await wait(lambda: rt.state.offered is not None)
     amount = rng.choice((2000, 5000, 10000))
-    rt.post(ev.ChooseProduct("luzon-load", amount))
+    rt.post(ev.ChooseProduct("globe-load", amount))
     method = rng.choices(("cash", "qr", "card", "voucher"), (5, 2, 2, 1 if vouchers else 0))[0]
     rt.post(ev.ChoosePayment(method))
     await wait(lambda: rt.state.txn.ref is not None or rt.state.phase is not Phase.CHOOSE_PAYMENT)
@@ -192,6 +192,10 @@ if __name__ == "__main__":
     ap.add_argument("-n", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--data-dir", type=Path)
+    ap.add_argument("--smoke", action="store_true",
+                    help="20 transactions (a test that it runs, no figure to keep)")
     a = ap.parse_args()
+    if a.smoke:
+        a.n = 20
     with tempfile.TemporaryDirectory() as tmp:
         sys.exit(asyncio.run(main(a.n, a.seed, a.data_dir or Path(tmp))))

@@ -45,16 +45,18 @@ async def lookup(rt: Runtime, session: Session, iccid: str) -> None:
         session.post(ev.SubscriberNotFound(iccid))
 
 
-async def check_subscriber(rt: Runtime, session: Session, msisdn: str, operator: str) -> None:
-    """Before any money: the operator as the provider routes the number, what it sells
-    this number now, and the balance where the operator offers an inquiry. Any failure
-    to ask means payment is not offered ("top-up temporarily unavailable")."""
+async def check_subscriber(rt: Runtime, session: Session, msisdn: str, operator: str,
+                           chosen: bool = False) -> None:
+    """Before any money: the operator as the provider routes the number (unless the
+    customer `chosen` it), what it sells this number now, and the balance where the
+    operator offers an inquiry. Any failure to ask means payment is not offered
+    ("top-up temporarily unavailable")."""
     catalog = rt.settings.catalog
     international = catalog.international(msisdn)
     timeout = rt.settings.backend_timeout_s
     try:
-        detected = await asyncio.wait_for(rt.backend.detect_operator(international),
-                                          timeout)
+        detected = None if chosen else await asyncio.wait_for(
+            rt.backend.detect_operator(international), timeout)
         if detected == "" or (detected is not None and detected not in
                               {o.id for o in catalog.operators}):
             session.post(ev.SubscriberCheckFailed(msisdn, "unknown_operator"))

@@ -2,15 +2,21 @@
 
 Products are FIXED (a list of amounts the customer picks from, or one price) or RANGE
 (min/max/step, the customer types an amount), as top-up aggregators expose them.
+
+A product's texts are English; `names`, `descriptions` and `promos` give them per language
+(`{ zh_CN = "...", fil = "..." }`), each language one with a catalog in config/locales/.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
 from enum import Enum
+from typing import Any, Protocol
 
+from .i18n import available_languages
 from .money import Money
 
 
@@ -48,6 +54,7 @@ class Product:
     promo_until: date | None = None        # last day the promotion is sold
     names: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     descriptions: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+    promos: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def is_range(self) -> bool:
@@ -69,8 +76,42 @@ class Product:
     def text(self, lang: str) -> str:
         return self.descriptions.get(lang, self.description)
 
+    def promo_text(self, lang: str) -> str:
+        """The promotion in `lang` ("" none): its translation, else the English `promo`."""
+        return self.promos.get(lang, self.promo) if self.promo else ""
+
     def price(self, amount: int) -> Money:
         return Money(amount, self.currency)
+
+
+class ConfigTable(Protocol):
+    """What read_translations needs of a configuration table (config_values.Table)."""
+
+    def get(self, name: str, kind: Any, default: Any = ...) -> Any: ...
+
+    def error(self, name: str, reason: str) -> Exception: ...
+
+
+def translations(value: object, languages: Collection[str]) -> dict[str, str]:
+    """A product's per-language texts checked: a table of language -> text, every
+    language one of `languages`. Raises ValueError saying what is wrong."""
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError('must be a table of strings: { zh_CN = "...", fil = "..." }')
+    for lang in value:
+        if lang not in languages:
+            have = ", ".join(sorted(languages)) or "none"
+            raise ValueError(f"unknown language {lang!r} (languages with a translation: "
+                             f"{have}; English is the product's own text)")
+    return dict(value)
+
+
+def read_translations(t: ConfigTable, name: str) -> dict[str, str]:
+    """`names`, `descriptions` or `promos` of a catalog product's table (none: {}); a
+    defect is the table's error naming the key."""
+    try:
+        return translations(t.get(name, object, {}), set(available_languages()) - {"en"})
+    except ValueError as exc:
+        raise t.error(name, str(exc)) from None
 
 
 class NumberError(str, Enum):

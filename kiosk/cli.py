@@ -482,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--headless", action="store_true",
                    help="no screen: resume unfinished transactions, serve a scripted customer")
     r.add_argument("--customer", help="headless: METHOD:PRODUCT:AMOUNT[:NUMBER[:VOUCHER]], "
-                                      "e.g. cash:luzon-load:5000")
+                                      "e.g. cash:globe-load:5000")
     r.add_argument("--exit-when-settled", action="store_true",
                    help="headless: exit once nothing is unfinished (prints a JSON summary)")
     r.add_argument("--crash-after-writes", type=int, default=0, metavar="N",

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from . import config_values as cv
-from .catalog import Catalog, Operator, Product, ProductKind
+from .catalog import Catalog, Operator, Product, ProductKind, read_translations
+from .config_speech import SpeechSettings, load_speech
 from .config_values import ConfigError, Table, read_toml, show
 from .money import CURRENCIES
 from .secrets_source import SECRET_OPTIONS, SecretSources
@@ -66,12 +67,16 @@ class UiSettings:
     fullscreen: bool = True
     width: int = 1280
     height: int = 800
-    languages: tuple[str, ...] = ("en", "zh_CN")
+    languages: tuple[str, ...] = ("en", "zh_CN", "fil")
     default_language: str = "en"
     idle_timeout_s: int = 60
     answer_timeout_s: int = 20
     result_timeout_s: int = 30
     cjk_font: str = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"
+    scale: float = 0.0           # px per dp; 0: fit the design canvas to the window
+    panel_inches: float = 0.0    # the panel's diagonal: its real DPI (touch targets in mm)
+    large_text: bool = False     # the start mode of each visit (customers switch it)
+    high_contrast: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,15 +110,22 @@ class Settings:
     merchant_city: str
     min_free_mb: int = 64                   # [journal]: no sale below this much free disk
     backup: BackupSettings = field(default_factory=BackupSettings)
+    # The support line in the customer's language (the `support` text is the English one).
+    support_translations: dict[str, str] = field(default_factory=dict)
     not_found_window_s: float = 900.0       # [backend]: "not found" is final only after it
     late_check_hours: int = 48              # [backend]: a failed top-up is asked again so long
     late_check_interval_s: float = 300.0    # [backend]: between those asks, doubling ...
     late_check_max_interval_s: float = 21600.0   # ... up to this
     sms: SmsSettings = field(default_factory=SmsSettings)   # [sms] (kiosk/config_sms.py)
+    speech: SpeechSettings = field(default_factory=SpeechSettings)  # [speech] (config_speech)
 
     @property
     def currency(self) -> str:
         return self.catalog.currency
+
+    def support_in(self, lang: str) -> str:
+        """The support line in language `lang` (English when it has no translation)."""
+        return self.support_translations.get(lang) or self.support
 
     @property
     def journal_path(self) -> Path:
@@ -121,6 +133,14 @@ class Settings:
 
 
 DEVICES = ("sim_reader", "cash", "card", "printer", "backend", "wallet")
+
+
+def _ratio(t: Any, name: str, default: float, lo: float, hi: float) -> float:
+    """A positive number in [lo, hi], or 0 for automatic."""
+    v = t.get(name, (int, float), default)
+    if v != 0 and not lo <= v <= hi:
+        raise t.error(name, f"must be 0 (automatic) or from {lo:g} to {hi:g}, got {v!r}")
+    return float(v)
 
 
 def load(path: str | Path | None = None, *, data_dir: str | Path | None = None) -> Settings:
@@ -133,6 +153,7 @@ def load(path: str | Path | None = None, *, data_dir: str | Path | None = None) 
         raise k.error("id", "must be 1-16 letters, digits or '-'")
     site = k.text("site", "")
     support = k.text("support", "")
+    supports = read_translations(k, "support_translations")
     timezone = cv.time_zone(k.fail("timezone"), k.get("timezone", str, "UTC"))
     demo = k.get("demo", bool, False)
     ddir = file.parent / k.path("data_dir", "../var")
@@ -149,12 +170,16 @@ def load(path: str | Path | None = None, *, data_dir: str | Path | None = None) 
         fullscreen=u.get("fullscreen", bool, True),
         width=u.get("width", int, 1280, lo=640, hi=7680),
         height=u.get("height", int, 800, lo=480, hi=4320),
-        languages=tuple(u.str_list("languages", ["en", "zh_CN"])),
+        languages=tuple(u.str_list("languages", ["en", "zh_CN", "fil"])),
         default_language=u.get("default_language", str, "en"),
         idle_timeout_s=u.get("idle_timeout_s", int, 60, lo=10, hi=600),
         answer_timeout_s=u.get("answer_timeout_s", int, 20, lo=20, hi=300),
         result_timeout_s=u.get("result_timeout_s", int, 30, lo=5, hi=600),
         cjk_font=u.path("cjk_font", UiSettings.cjk_font),
+        scale=_ratio(u, "scale", 0.0, 0.5, 4.0),
+        panel_inches=_ratio(u, "panel_inches", 0.0, 5.0, 120.0),
+        large_text=u.get("large_text", bool, False),
+        high_contrast=u.get("high_contrast", bool, False),
     )
     from .i18n import available_languages
     have = available_languages()
@@ -214,6 +239,7 @@ def load(path: str | Path | None = None, *, data_dir: str | Path | None = None) 
         drv = t.get("driver", str, "simulated")
         devices[name] = DeviceSettings(drv, {key: t.data[key] for key in t.data if key != "driver"})
     sms_table = root.table("sms")
+    speech = load_speech(root.table("speech"), ui.languages, cur)
     root.seen.update(DEVICES)
     root.done()
 
@@ -231,7 +257,8 @@ def load(path: str | Path | None = None, *, data_dir: str | Path | None = None) 
         devices[name] = DeviceSettings(dev.driver, secrets.fill(name, dev.driver, dev.options))
 
     return Settings(
-        file=file, kiosk_id=kiosk_id, site=site, support=support, timezone=timezone,
+        file=file, kiosk_id=kiosk_id, site=site, support=support,
+        support_translations=supports, timezone=timezone,
         demo=demo, data_dir=ddir, ui=ui, catalog=catalog, cash_denominations=denoms,
         max_overpay=max_overpay, qr_expiry_s=qr_expiry_s, backend_timeout_s=backend_timeout_s,
         voucher_expiry_days=voucher_expiry_days,
@@ -239,7 +266,7 @@ def load(path: str | Path | None = None, *, data_dir: str | Path | None = None) 
         devices=devices, merchant_name=merchant_name, merchant_city=merchant_city,
         min_free_mb=min_free_mb, backup=backup, not_found_window_s=not_found_window,
         late_check_hours=late_hours, late_check_interval_s=late_interval,
-        late_check_max_interval_s=late_max, sms=sms)
+        late_check_max_interval_s=late_max, sms=sms, speech=speech)
 
 
 # Options the kiosk fills in itself for some drivers; not for the config file.
@@ -326,7 +353,8 @@ def load_catalog(file: Path) -> Catalog:
         if not amounts and rmin is None:
             raise t.error("price", "a product needs price, amounts or min/max")
         promo_until = t.get("promo_until", date, None)
-        names, descs = t.str_table("names"), t.str_table("descriptions")
+        names, descs, promos = (read_translations(t, key)
+                                for key in ("names", "descriptions", "promos"))
         if pid in {p.id for p in products}:
             raise t.error("id", f"duplicate product {pid!r}")
         products.append(Product(
@@ -336,7 +364,7 @@ def load_catalog(file: Path) -> Catalog:
             validity_days=t.get("validity_days", int, None, lo=1, hi=3650),
             description=t.get("description", str, ""),
             promo=t.get("promo", str, ""), promo_until=promo_until,
-            names=names, descriptions=descs))
+            names=names, descriptions=descs, promos=promos))
         t.done()
     root.done()
     return Catalog(currency=currency, country_code=cc, trunk_prefix=trunk,

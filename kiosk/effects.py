@@ -93,8 +93,10 @@ def _close_qr(rt: Runtime, s: Session, eff: ev.CloseQrOrder) -> None:
 async def _print(rt: Runtime, session: Session, ref: str) -> None:
     st = rt.settings
     rt.receipt = receipts.build(session.state.txn, st.catalog, kiosk_id=st.kiosk_id,
-                                site=st.site, support=st.support, tz=st.timezone,
-                                now=time.time(),
+                                site=st.site, tz=st.timezone, now=time.time(),
+                                support=st.support_in(receipts.paper_language(
+                                    session.state.lang or "en")),
+                                lang=session.state.lang or "en",
                                 voucher_expires=voucher_delivery.expires(
                                     rt.journal, session.state.txn.voucher_code))
     rt.notify(session)
@@ -113,7 +115,7 @@ HANDLERS: dict[type[ev.Record], Handler] = {
     ev.AllocateReference: _allocate,
     ev.LookupSubscriber: lambda rt, s, e: rt.spawn(backend.lookup(rt, s, e.iccid)),
     ev.CheckSubscriber: lambda rt, s, e: rt.spawn(
-        backend.check_subscriber(rt, s, e.msisdn, e.operator)),
+        backend.check_subscriber(rt, s, e.msisdn, e.operator, e.chosen)),
     ev.QueryBalance: lambda rt, s, e: rt.spawn(
         backend.balance_after(rt, s, e.ref, e.msisdn, e.operator)),
     ev.EnableCash: lambda rt, s, e: rt.devices["cash"].enable(),

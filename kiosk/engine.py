@@ -68,6 +68,7 @@ class Txn:
     msisdn: str = ""
     operator: str = ""
     number_source: str = "typed"   # "typed" | "sim"
+    operator_chosen: bool = False  # the customer corrected the network
     product_id: str = ""
     amount: int = 0                # price = face value to credit
     method: str = ""
@@ -104,6 +105,7 @@ class State:
     phase: Phase = Phase.IDLE
     txn: Txn = field(default_factory=Txn)
     typed: str = ""                        # digits typed so far (kept when going back)
+    lang: str = ""                         # the customer's language ("": the default)
     check: NumberCheck | None = None       # last number check
     notice: str = ""                       # message key for the current screen
     iccid: str = ""
@@ -161,6 +163,8 @@ class Engine:
     def step(self, s: State, e: ev.Record) -> Result:
         # Events that mean the same in every phase.
         match e:
+            case ev.ChooseLanguage(lang=lang):
+                return replace(s, lang=lang), []
             case ev.DeviceStatus(device=d, ok=ok):
                 devices = tuple((n, ok if n == d else v) for n, v in s.devices)
                 if d not in dict(s.devices):
@@ -268,6 +272,12 @@ class Engine:
                 effects.append(ev.QueryBalance(t.ref, t.msisdn, t.operator))
         return s, effects
 
+    def note_fits(self, t: Txn, value: int) -> bool:
+        """A note of `value` is taken now: it overpays by less than the smallest note (the
+        rest as a voucher) or the configured overpay, or an any-amount product takes it."""
+        return (value - t.remaining <= max(self.policy.max_overpay, self.policy.min_note - 1)
+                or self._range_takes(t, t.paid + value))
+
     def _range_takes(self, t: Txn, total: int) -> bool:
         """A RANGE product (any amount) can top up `total` instead of the chosen amount."""
         try:
@@ -363,7 +373,8 @@ class Engine:
     def _on_choose_product(self, s: State, e: ev.Record) -> Result:
         match e:
             case ev.SubscriberChecked(msisdn=n, operator=op, offered=offered) \
-                    if n == s.txn.msisdn and s.offered is None:
+                    if n == s.txn.msisdn and s.offered is None and (
+                        op == s.txn.operator or not s.txn.operator_chosen):
                 balance = None
                 if (e.airtime, e.data_mb, e.valid_until) != (None, None, ""):
                     balance = Balance(e.airtime, e.data_mb, e.valid_until)
@@ -374,6 +385,12 @@ class Engine:
                 if reason == "unavailable":
                     s = self._with_device(s, "backend", False)
                 return replace(s, offered=(), notice=f"backend.{reason}"), []
+            case ev.ChooseOperator(operator=op) if op != s.txn.operator:
+                if op not in {o.id for o in self.catalog.operators}:
+                    return s, []
+                txn = replace(s.txn, operator=op, operator_chosen=True)
+                s = replace(s, txn=txn, offered=None, balance=None, notice="")
+                return s, [ev.CheckSubscriber(txn.msisdn, op, chosen=True)]
             case ev.ChooseProduct(product_id=pid, amount=amount, today=today):
                 try:
                     p = self.catalog.product(pid)
@@ -424,8 +441,7 @@ class Engine:
                     # Cash went out of service since the acceptor was enabled (the cash
                     # box taken out, the journal cannot be written): the note goes back.
                     return replace(s, notice="cash.off"), [ev.ReturnNote(v, "cash_off", k)]
-                if (v - t.remaining > max(self.policy.max_overpay, self.policy.min_note - 1)
-                        and not self._range_takes(t, t.paid + v)):
+                if not self.note_fits(t, v):
                     return replace(s, notice="note.too_large"), [
                         ev.ReturnNote(v, "too_large", k)]
                 return replace(s, escrow=v, escrow_key=k, notice=""), [ev.StackNote(v, k)]

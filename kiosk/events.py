@@ -43,6 +43,19 @@ class NumberEntered(Record):
 
 
 @dataclass(frozen=True)
+class ChooseLanguage(Record):
+    """The customer's language, for what leaves the screen: the receipt, the voice."""
+    lang: str
+
+
+@dataclass(frozen=True)
+class ChooseOperator(Record):
+    """The customer corrects the network the number is with (a ported number the
+    provider could not tell, or told wrong), before paying."""
+    operator: str
+
+
+@dataclass(frozen=True)
 class ConfirmNumber(Record):
     yes: bool
 
@@ -397,6 +410,7 @@ class RedeemVoucher(Record):
 class CheckSubscriber(Record):
     msisdn: str
     operator: str
+    chosen: bool = False        # the customer chose the network: no detection
 
 
 @dataclass(frozen=True)

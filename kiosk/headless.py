@@ -5,7 +5,7 @@ For the crash harness (tests/crash) and soak runs: the same Runtime, devices and
 number, confirm, product, payment method, done); physical actions (notes into the acceptor,
 paying the QR code on a phone, the card at the terminal) happen on the simulators, outside.
 
-    kiosk run --headless --customer cash:luzon-load:5000 --exit-when-settled
+    kiosk run --headless --customer cash:globe-load:5000 --exit-when-settled
     kiosk run --headless --exit-when-settled          # only resume what is unfinished
 
 `--crash-after-writes N` kills the process with SIGKILL right after the journal's N-th
@@ -42,7 +42,7 @@ class Customer:
 
     @classmethod
     def parse(cls, spec: str) -> Customer:
-        """'cash:luzon-load:5000[:NUMBER[:VOUCHER]]'"""
+        """'cash:globe-load:5000[:NUMBER[:VOUCHER]]'"""
         parts = spec.split(":")
         if len(parts) < 3 or not parts[2].isdigit():
             raise ValueError(f"--customer {spec!r}: want METHOD:PRODUCT:AMOUNT[:NUMBER]")

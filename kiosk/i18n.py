@@ -9,6 +9,7 @@ sentences in NOTICES, then translated like any other string.
 from __future__ import annotations
 
 import ast
+import datetime
 import functools
 import gettext
 from pathlib import Path
@@ -16,6 +17,20 @@ from pathlib import Path
 LOCALE_DIR = Path(__file__).resolve().parent.parent / "config" / "locales"
 DOMAIN = "kiosk"
 
+# Dates as each language writes them on screen; a language not here writes English.
+MONTHS = {
+    "en": ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
+    "fil": ("Ene", "Peb", "Mar", "Abr", "May", "Hun", "Hul", "Ago", "Set", "Okt", "Nob", "Dis"),
+}
+DATE_FORMATS = {"en": "{day} {mon} {year}", "fil": "{mon} {day}, {year}",
+                "zh_CN": "{year}年{month}月{day}日"}
+
+
+def format_date(d: datetime.date, lang: str) -> str:
+    """A day as the customer reads it: "5 Dec 2026", "2026年12月5日", "Dis 5, 2026"."""
+    fmt = DATE_FORMATS.get(lang, DATE_FORMATS["en"])
+    mon = MONTHS.get(lang, MONTHS["en"])[d.month - 1]
+    return fmt.format(day=d.day, month=d.month, mon=mon, year=d.year)
 
 
 def available_languages(locale_dir: Path = LOCALE_DIR) -> tuple[str, ...]:

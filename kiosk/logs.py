@@ -65,3 +65,8 @@ def setup(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The HTTP client logs every request at INFO: the backend's reachability check alone
+    # made most of a day's log. Requests are logged with --debug only.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if level <= logging.DEBUG
+                                        else logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -24,7 +24,14 @@ PERIODIC_S = 30.0
 def idle_limits(rt: Runtime) -> tuple[int, int]:
     """(seconds without a touch before "Need more time?", seconds to answer it)."""
     ui = rt.settings.ui
-    idle = ui.result_timeout_s if rt.state.phase in (Phase.RESULT, Phase.RECEIPT) \
+    s = rt.state
+    if s.phase is Phase.RESULT and s.txn.voucher_code:
+        # A voucher's full code and QR on screen: a customer who walked away must not
+        # leave it to the next person. It is on the receipt (and goes by SMS); the screen
+        # asks after half the answer time and goes back to the start after all of it.
+        half = max(2, ui.answer_timeout_s // 2)
+        return half, half
+    idle = ui.result_timeout_s if s.phase in (Phase.RESULT, Phase.RECEIPT) \
         else ui.idle_timeout_s
     return idle, ui.answer_timeout_s
 

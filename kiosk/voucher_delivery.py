@@ -40,6 +40,7 @@ from . import events as ev
 from .catalog import mask_number
 from .i18n import N_
 from .i18n import load as load_language
+from .linebreak import strip_marks
 from .money import fmt
 from .sms import HttpSmsGateway, SmsRefused, SmsSettings, SmsUnavailable, e164, sms_settings
 from .vouchers import pretty
@@ -60,11 +61,16 @@ HELP_TEXT = N_("Help: {support}")
 
 # ====================================================================== texts
 def voucher_text(v: dict[str, Any], *, currency: str, support: str, lang: str = "en") -> str:
-    """The SMS of voucher row `v` (Journal.find_vouchers) in language `lang`."""
+    """The SMS of voucher row `v` (Journal.find_vouchers) in language `lang` (English if
+    it has no catalog), without the translations' line-break marks (a phone wraps itself)."""
     try:
-        tr: Callable[[str], str] = load_language(lang).gettext
+        gettext: Callable[[str], str] = load_language(lang).gettext
     except FileNotFoundError:
-        tr = str
+        gettext = str
+
+    def tr(text: str) -> str:
+        return strip_marks(gettext(text))
+
     template = VOUCHER_TEXT if v.get("expires") else VOUCHER_TEXT_NO_EXPIRY
     text = tr(template).format(code=pretty(str(v["code"])),
                                amount=fmt(int(v["amount"]), v.get("currency") or currency),
@@ -74,8 +80,19 @@ def voucher_text(v: dict[str, Any], *, currency: str, support: str, lang: str = 
     return text
 
 
-def language(settings: Any, conf: SmsSettings) -> str:
+def language(settings: Any, conf: SmsSettings, v: dict[str, Any] | None = None) -> str:
+    """The language of a voucher's SMS: the customer's (the voucher row's `lang`, once the
+    journal has it), else [sms] language, else the kiosk's default language."""
+    customer = (v or {}).get("lang")
+    if isinstance(customer, str) and customer:
+        return customer
     return conf.language or getattr(getattr(settings, "ui", None), "default_language", "en")
+
+
+def support_line(settings: Any, lang: str) -> str:
+    """The support line in the SMS's language (Settings.support_in when there is one)."""
+    pick = getattr(settings, "support_in", None)
+    return str(pick(lang)) if pick else str(settings.support)
 
 
 def client_ref(ref: str, voucher_seq: int) -> str:
@@ -115,8 +132,9 @@ async def attempt(gateway: HttpSmsGateway, journal: Journal, settings: Any, conf
         log.error("ALERT voucher ...%s of %s: no phone number to send it to (%s)", last4, ref,
                   masked)
         return "no_number", ""
-    text = voucher_text(v, currency=journal.currency, support=settings.support,
-                        lang=language(settings, conf))
+    lang = language(settings, conf, v)
+    text = voucher_text(v, currency=journal.currency, support=support_line(settings, lang),
+                        lang=lang)
     try:
         gid = await gateway.send(to, text, ref_key or client_ref(ref, seq))
     except SmsRefused as exc:

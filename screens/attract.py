@@ -69,4 +69,9 @@ class AttractScreen(KioskScreen):
         self.start.opacity = 1 if s.can_sell else 0.3
         self.out_of_service.text = "" if s.can_sell else _(
             "Sorry, top-ups are temporarily unavailable at this kiosk.")
+        if s.sim_present:
+            # The last customer left the card behind (or the next one just put it in).
+            self.out_of_service.text = "\n".join(filter(None, (
+                _("A SIM card is in the reader. If it is not yours, please take it out "
+                  "and give it to the staff."), self.out_of_service.text)))
         self.set_footer([])

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from kivy.metrics import dp
 from kivy.uix.boxlayout import BoxLayout
@@ -23,8 +24,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class Context:
-    rt: "Runtime"
-    tr: "Translator"
+    rt: Runtime
+    tr: Translator
 
     @property
     def settings(self) -> Any:
@@ -44,6 +45,8 @@ class Context:
 class KioskScreen(Screen):
     """Subclasses build their content in `build` and fill texts in `update`."""
 
+    NOTICE_LINES = 0           # > 0: that many lines are kept for the notice (no jumps)
+
     def __init__(self, ctx: Context, **kw: Any) -> None:
         super().__init__(**kw)
         self.ctx = ctx
@@ -52,7 +55,9 @@ class KioskScreen(Screen):
         self.title = label("", theme.FS_TITLE, bold=True)
         self.root.add_widget(self.title)
         self.build()
-        self.notice = label("", theme.FS_BODY, theme.DANGER)
+        self.notice = label("", theme.FS_BODY, theme.DANGER, bold=True)
+        if self.NOTICE_LINES:
+            self.notice.min_height = theme.FS_BODY * 1.25 * self.NOTICE_LINES
         self.root.add_widget(self.notice)
         self.footer = BoxLayout(size_hint_y=None, height=theme.TOUCH, spacing=dp(16))
         self.root.add_widget(self.footer)
@@ -65,6 +70,26 @@ class KioskScreen(Screen):
 
     def reset(self) -> None:
         """Forget what the last customer chose (called when the kiosk goes back to start)."""
+
+    # What a screen holds that the engine does not (typed digits, the open tab): carried
+    # over when the screens are built again (another panel size, large text, contrast).
+    KEEP: tuple[str, ...] = ()
+
+    def memory(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.KEEP}
+
+    def restore(self, memory: dict[str, Any]) -> None:
+        for name, value in memory.items():
+            setattr(self, name, value)
+        self.restored = bool(memory)
+
+    restored = False
+
+    def fresh_entry(self) -> bool:
+        """True when the customer arrives (on_pre_enter), False when the screen was only
+        built again with its memory (which must then be kept)."""
+        was, self.restored = self.restored, False
+        return not was
 
     def update(self, s: State) -> None:
         self.notice.text = self.ctx.tr.notice(s.notice)

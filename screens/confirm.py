@@ -43,7 +43,8 @@ class ConfirmScreen(KioskScreen):
         self.title.text = _("Is this your number?")
         if t.number_source == "sim":
             self.number.text = mask_number(t.msisdn)
-            self.source.text = _("Found from your SIM card. Only you can see the full number.")
+            self.source.text = _("Found from your SIM card. The middle digits are hidden "
+                                 "for your privacy.")
             self.no.text = _("No, type my number")
         else:
             self.number.text = group_number(t.msisdn)

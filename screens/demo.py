@@ -21,19 +21,26 @@ from . import theme
 from .base import Context
 from .widgets import KButton, Panel, label
 
-SMALL = dp(44)
+
 
 
 def small_button(text: str, action: str, cb: Any, on: bool = False) -> KButton:
     b = KButton(text=text, style="demo_on" if on else "demo", action=action, on_press=cb)
-    b.height = SMALL
+    b.height = dp(44)
     b.font_size = sp(17)
     return b
 
 
 class DemoPanel(Panel):
-    def __init__(self, ctx: Context, **kw: Any) -> None:
-        super().__init__(orientation="vertical", size_hint_x=None, width=dp(320),
+    def __init__(self, ctx: Context, below: bool = False, **kw: Any) -> None:
+        # Beside the screens, or (portrait panels) under them, twice as many columns wide.
+        self.below = below
+        if below:
+            kw.update(size_hint_y=None)
+        else:
+            kw.setdefault("width", dp(320))
+            kw.update(size_hint_x=None)
+        super().__init__(orientation="vertical",
                          padding=dp(10), spacing=dp(6), bg=list(theme.DEMO_BG), **kw)
         self.ctx = ctx
         head = label("DEMO PANEL", sp(22), theme.DEMO_ACCENT, bold=True)
@@ -43,7 +50,7 @@ class DemoPanel(Panel):
         # Two pages instead of a ScrollView (its stencil costs ~200 MB under software GL):
         # what the customer does, and how the devices and services behave.
         self.page = "customer"
-        self.tabs = BoxLayout(size_hint_y=None, height=SMALL, spacing=dp(5))
+        self.tabs = BoxLayout(size_hint_y=None, height=dp(44), spacing=dp(5))
         self.add_widget(self.tabs)
         self.body = BoxLayout(orientation="vertical", spacing=dp(4))
         self.add_widget(self.body)
@@ -61,7 +68,8 @@ class DemoPanel(Panel):
         self._target.add_widget(label(title, sp(16), theme.rgb("FFFFFF"), bold=True))
 
     def grid(self, buttons: list[KButton], cols: int = 2) -> None:
-        g = GridLayout(cols=cols, spacing=dp(5), size_hint_y=None)
+        g = GridLayout(cols=cols * 2 if self.below else cols, spacing=dp(5),
+                       size_hint_y=None)
         g.bind(minimum_height=g.setter("height"))
         for b in buttons:
             g.add_widget(b)

@@ -14,7 +14,7 @@ from kiosk.i18n import N_
 
 from . import theme
 from .base import KioskScreen
-from .widgets import Dialog, KButton, Panel, QrCode, Tile, label
+from .widgets import Dialog, Panel, QrCode, Tile, label
 
 
 def summary(screen: KioskScreen, s: State) -> str:
@@ -27,25 +27,38 @@ def summary(screen: KioskScreen, s: State) -> str:
 class PaymentScreen(KioskScreen):
     METHODS = (
         ("cash", N_("Banknotes"), N_("Insert notes in the note reader")),
-        ("qr", N_("Wallet QR code"), N_("Scan with your mobile wallet app")),
+        ("qr", N_("QR Ph"), N_("Scan with GCash, Maya or your bank's app")),
         ("card", N_("Bank card"), N_("Tap or insert your card in the terminal")),
         ("voucher", N_("Voucher"), N_("A voucher code from an earlier receipt")),
     )
 
+    # A payment that did not go through: said big, with what to do next.
+    FAILED = ("card.declined", "card.aborted", "card.timeout", "card.offline",
+              "qr.declined", "qr.expired")
+
     def build(self) -> None:
+        self.banner = label("", theme.FS_TITLE, theme.DANGER, bold=True)
+        self.root.add_widget(self.banner)
         self.what = label("", theme.FS_BODY, theme.MUTED)
         self.amount = label("", theme.FS_HUGE, theme.PRIMARY, bold=True)
         self.root.add_widget(self.what)
         self.root.add_widget(self.amount)
-        self.tiles = BoxLayout(spacing=dp(20))
+        self.tiles = BoxLayout(spacing=dp(20),
+                               orientation="vertical" if theme.PORTRAIT else "horizontal")
         self.root.add_widget(self.tiles)
-        self.change_note = label("", theme.FS_SMALL, theme.MUTED)
+        self.change_note = label("", theme.FS_BODY, theme.MUTED)
         self.root.add_widget(self.change_note)
 
     def update(self, s: State) -> None:
         super().update(s)
         _ = self._
         self.title.text = _("How would you like to pay?")
+        if s.notice in self.FAILED:
+            self.banner.text = self.ctx.tr.notice(s.notice) + "\n" + _(
+                "Try again, or choose another way to pay.")
+            self.notice.text = ""
+        else:
+            self.banner.text = ""
         self.what.text = summary(self, s)
         self.amount.text = self.ctx.money(s.txn.amount)
         self.tiles.clear_widgets()
@@ -102,8 +115,12 @@ class CashScreen(KioskScreen):
         self.paid.text = self.ctx.money(s.txn.paid)
         self.due_caption.text = _("Still to pay")
         self.due.text = self.ctx.money(s.txn.remaining)
-        notes = ", ".join(self.ctx.money(v) for v in self.ctx.settings.cash_denominations)
-        self.accepted.text = _("Accepted notes: {notes}").format(notes=notes)
+        # Only the notes the kiosk takes now (a larger one would be given back).
+        fits = self.ctx.rt.engine.note_fits
+        notes = ", ".join(self.ctx.money(v) for v in self.ctx.settings.cash_denominations
+                          if fits(s.txn, v))
+        self.accepted.text = _("Notes you can insert now: {notes}").format(notes=notes) \
+            if notes and s.txn.remaining > 0 else ""
         if s.escrow:
             self.status.text = _("Checking your note of {amount}…").format(
                 amount=self.ctx.money(s.escrow))
@@ -119,9 +136,10 @@ class CashScreen(KioskScreen):
         else:
             self.status.text = _("Insert one note at a time, face up.")
             min_note = min(self.ctx.settings.cash_denominations)
-            if 0 < s.txn.remaining < min_note:
+            if s.txn.amount % min_note or 0 < s.txn.remaining < min_note:
+                # Said before the first note, not only near the end.
                 self.status.text += "\n" + _(
-                    "This kiosk gives no coins: the change will be given as a voucher.")
+                    "This kiosk gives no coins: any change is given as a voucher.")
         self.set_footer([(_("✕ Cancel"), "danger", "cancel", self._cancel)])
 
     def _cancel(self) -> None:
@@ -144,8 +162,10 @@ class CashScreen(KioskScreen):
 
 class QrScreen(KioskScreen):
     def build(self) -> None:
-        body = BoxLayout(spacing=dp(28))
-        self.qr = QrCode(size_hint_x=0.55)
+        portrait = theme.PORTRAIT
+        body = BoxLayout(spacing=dp(28), orientation="vertical" if portrait else "horizontal")
+        self.qr = QrCode(size_hint_x=1 if portrait else 0.55,
+                         size_hint_y=0.55 if portrait else 1)
         body.add_widget(self.qr)
         right = BoxLayout(orientation="vertical", spacing=dp(12))
         self.what = label("", theme.FS_BODY, theme.MUTED)
@@ -160,13 +180,13 @@ class QrScreen(KioskScreen):
     def update(self, s: State) -> None:
         super().update(s)
         _ = self._
-        self.title.text = _("Scan to pay with your wallet")
+        self.title.text = _("Scan this QR Ph code to pay")
         self.what.text = summary(self, s)
         self.amount.text = self.ctx.money(s.txn.amount)
         self.qr.set(s.qr_payload)
         if s.qr_payload:
-            self.steps.text = _("1. Open your wallet app\n2. Choose Scan / Pay QR\n"
-                                "3. Check the amount and pay")
+            self.steps.text = _("1. Open GCash, Maya or your bank's app\n"
+                                "2. Choose Scan / Pay QR\n3. Check the amount and pay")
         else:
             self.steps.text = _("Preparing your QR code…")
         self.tick()

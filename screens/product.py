@@ -14,12 +14,12 @@ from kivy.uix.modalview import ModalView
 from kiosk import events as ev
 from kiosk.catalog import Product, ProductKind, mask_number
 from kiosk.engine import State
-from kiosk.i18n import N_
+from kiosk.i18n import N_, format_date
 from kiosk.money import exponent
 
 from . import theme
 from .base import KioskScreen
-from .widgets import KButton, Keypad, Panel, Tile, label
+from .widgets import Dialog, KButton, Keypad, Panel, Tile, label
 
 TABS = (
     (ProductKind.AIRTIME, N_("Load")),
@@ -30,10 +30,24 @@ TABS = (
 
 
 class ProductScreen(KioskScreen):
+    KEEP = ("kind", "_operator")
     def build(self) -> None:
         self.kind = ProductKind.AIRTIME
+        row = BoxLayout(size_hint_y=None, spacing=dp(12))
         self.for_number = label("", theme.FS_BODY, theme.MUTED)
-        self.root.add_widget(self.for_number)
+        # A ported number keeps its old prefix: the customer sees the network and can
+        # correct it before paying (the provider's detection is the first answer).
+        self.network = KButton(style="neutral", action="change_network",
+                               on_press=self._ask_network, size_hint_x=None,
+                               width=dp(250))
+        self.network.height = dp(64)
+        self.network.font_size = theme.FS_SMALL
+        row.add_widget(self.for_number)
+        row.add_widget(self.network)
+        row.bind(minimum_height=row.setter("height"))
+        self.for_number.bind(height=lambda *_: setattr(
+            row, "height", max(self.for_number.height, self.network.height)))
+        self.root.add_widget(row)
         self.tabs = BoxLayout(size_hint_y=None, height=dp(80), spacing=dp(12))
         self.root.add_widget(self.tabs)
         self.grid = GridLayout(cols=3, spacing=dp(16), row_force_default=True)
@@ -68,8 +82,12 @@ class ProductScreen(KioskScreen):
         op = self.ctx.catalog.operator(s.txn.operator).name if s.txn.operator else ""
         self.for_number.text = _("For {number} ({network})").format(
             number=mask_number(s.txn.msisdn), network=op)
-        if s.balance is not None:
-            self.for_number.text += "\n" + balance_text(self.ctx, s.balance)
+        self.network.text = _("Not {network}?").format(network=op) if op else ""
+        self.network.disabled = s.offered is None
+        # The balance is personal: shown only to whoever holds the SIM. A typed number
+        # proves nothing (anyone can type anyone's number), so it gets no balance.
+        if s.balance is not None and s.txn.number_source == "sim":
+            self.for_number.text += "\n" + balance_text(self.ctx, s.balance, today=self.today())
         offers = self.offers()
         kinds = [k for k, _t in TABS if any(p.kind is k for p in offers)]
         if self.kind not in kinds and kinds:
@@ -86,6 +104,7 @@ class ProductScreen(KioskScreen):
             self.grid.add_widget(label(_("One moment: checking what your number can get."),
                                        theme.FS_TITLE, theme.MUTED))
         self._row_height = dp(118) if self.kind is ProductKind.AIRTIME else dp(236)
+        self.grid.cols = 2 if theme.PORTRAIT and self.kind is not ProductKind.AIRTIME else 3
         for p in offers:
             if p.kind is not self.kind:
                 continue
@@ -116,10 +135,13 @@ class ProductScreen(KioskScreen):
         _ = self._
         lang = self.ctx.tr.lang
         tile = Tile(on_press=lambda: self._choose(p, amount), action=f"product_{p.id}_{amount}",
-                    padding=(dp(10), dp(6)), spacing=dp(2))
+                    padding=(dp(14), dp(10)), spacing=dp(2))
         if p.kind is ProductKind.AIRTIME:
-            tile.add_widget(label(self.ctx.money(amount), theme.FS_TITLE * 1.1, bold=True))
-            tile.add_widget(label(p.label(lang), theme.FS_SMALL, theme.MUTED))
+            # Large text: the amount alone (the tab already says what it is).
+            tile.add_widget(label(self.ctx.money(amount),
+                                  theme.FS_TITLE * (1.0 if theme.LARGE else 1.1), bold=True))
+            if not theme.LARGE:
+                tile.add_widget(label(p.label(lang), theme.FS_SMALL, theme.MUTED))
         else:
             tile.add_widget(label(p.label(lang), theme.FS_BODY, bold=True))
             if p.validity_days:
@@ -128,29 +150,46 @@ class ProductScreen(KioskScreen):
                 tile.add_widget(label(p.text(lang), theme.FS_SMALL, theme.MUTED))
             tile.add_widget(label(self.ctx.money(amount), theme.FS_TITLE, theme.PRIMARY,
                                   bold=True))
-        if p.promo:
-            until = p.promo_until.strftime("%d %b %Y") if p.promo_until else ""
-            text = p.promo + (" · " + _("until {date}").format(date=until) if until else "")
+        promo = p.promo_text(lang)
+        if promo:
+            until = format_date(p.promo_until, lang) if p.promo_until else ""
+            text = promo + (" · " + _("until {date}").format(date=until) if until else "")
             tile.add_widget(label(text, theme.FS_SMALL, theme.PROMO, bold=True))
         return tile
 
     def _range_tile(self, p: Product) -> Tile:
         _ = self._
         tile = Tile(on_press=lambda: self._ask_amount(p), action=f"product_{p.id}",
-                    padding=(dp(10), dp(6)), spacing=dp(2))
-        tile.add_widget(label(p.label(self.ctx.tr.lang), theme.FS_BODY, bold=True))
-        tile.add_widget(label(_("Choose the amount"), theme.FS_BODY, theme.PRIMARY, bold=True))
+                    padding=(dp(14), dp(8)), spacing=dp(2))
         assert p.range_min is not None and p.range_max is not None
+        tile.add_widget(label(p.label(self.ctx.tr.lang),
+                              theme.FS_SMALL if theme.LARGE else theme.FS_BODY, bold=True))
         tile.add_widget(label(f"{self.ctx.money(p.range_min)} – {self.ctx.money(p.range_max)}",
-                              theme.FS_SMALL, theme.MUTED))
+                              theme.FS_SMALL if theme.LARGE else theme.FS_BODY, theme.PRIMARY,
+                              bold=True))
         return tile
 
     def _ask_amount(self, p: Product) -> None:
         AmountDialog(self, p).open()
 
+    def _ask_network(self) -> None:
+        _ = self._
+        s = self.ctx.rt.state
+        answers = [(op.name, "primary" if op.id == s.txn.operator else "neutral",
+                    f"network_{op.id}", lambda op=op: self.ctx.post(ev.ChooseOperator(op.id)))
+                   for op in self.ctx.catalog.operators]
+        Dialog(_("Which network is your number with?"),
+               _("Numbers moved to another network keep their first digits. Choose your "
+                 "network if it is not {name}.").format(
+                   name=self.ctx.catalog.operator(s.txn.operator).name
+                   if s.txn.operator else ""),
+               answers).open()
 
-def balance_text(ctx: Any, b: Any, first: str = N_("Balance: {amount}")) -> str:
-    """'Balance: ₱12.50 · 300 MB data · active until 05 Dec 2026' (what the operator told)."""
+
+def balance_text(ctx: Any, b: Any, first: str = N_("Balance: {amount}"),
+                 today: date | None = None) -> str:
+    """'Balance: ₱12.50 · 300 MB data · active until 5 Dec 2026' (what the operator told);
+    a validity date already past is said plainly, with what fixes it."""
     _ = ctx.tr
     parts = []
     if b.airtime is not None:
@@ -160,10 +199,18 @@ def balance_text(ctx: Any, b: Any, first: str = N_("Balance: {amount}")) -> str:
         parts.append(_("{data} data").format(data=data))
     if b.valid_until:
         try:
-            until = date.fromisoformat(b.valid_until).strftime("%d %b %Y")
+            until_day: date | None = date.fromisoformat(b.valid_until)
         except ValueError:
-            until = b.valid_until
-        parts.append(_("active until {date}").format(date=until))
+            until_day = None
+        if until_day is None:
+            parts.append(_("active until {date}").format(date=b.valid_until))
+        elif until_day < (today or date.today()):
+            parts.append("⚠ " + _("validity ended on {date}: a Keep my number pack "
+                                  "restores it").format(
+                date=format_date(until_day, ctx.tr.lang)))
+        else:
+            parts.append(_("active until {date}").format(
+                date=format_date(until_day, ctx.tr.lang)))
     return " · ".join(parts)
 
 
@@ -195,6 +242,10 @@ class AmountDialog(ModalView):
         box.add_widget(row)
         self.add_widget(box)
         self._show()
+
+    def key(self, key: str) -> None:
+        """A digit, "del" or "clear" from a physical keypad."""
+        self._key(key)
 
     def _key(self, key: str) -> None:
         if key == "del":

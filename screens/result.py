@@ -1,8 +1,7 @@
-"""Processing, result (what happened to the money, in plain words) and the receipt."""
+"""Result (what happened to the money, in plain words) and the receipt."""
 
 from __future__ import annotations
 
-from kivy.clock import Clock
 from kivy.metrics import dp, sp
 from kivy.uix.boxlayout import BoxLayout
 
@@ -16,47 +15,6 @@ from kiosk.vouchers import pretty
 from . import theme
 from .base import KioskScreen
 from .widgets import KButton, Panel, QrCode, label
-
-
-class ProcessingScreen(KioskScreen):
-    def build(self) -> None:
-        self.root.add_widget(BoxLayout())
-        self.what = label("", theme.FS_TITLE)
-        self.dots = label("●  ○  ○", theme.FS_HUGE, theme.PRIMARY)
-        self.wait = label("", theme.FS_BODY, theme.MUTED)
-        for w in (self.what, self.dots, self.wait):
-            self.root.add_widget(w)
-        self.root.add_widget(BoxLayout())
-        self._step = 0
-        self._blink = None
-
-    # A moving "● ○ ○" instead of an opacity Animation: animating opacity made the
-    # process grow ~500 MB/s under software GL (llvmpipe); a text change costs nothing.
-    def on_enter(self, *args: object) -> None:
-        self._blink = Clock.schedule_interval(self._next, 0.4)
-
-    def on_leave(self, *args: object) -> None:
-        if self._blink is not None:
-            self._blink.cancel()
-            self._blink = None
-
-    def _next(self, _dt: float) -> None:
-        self._step = (self._step + 1) % 3
-        self.dots.text = "  ".join("●" if i == self._step else "○" for i in range(3))
-
-    def update(self, s: State) -> None:
-        super().update(s)
-        _ = self._
-        self.title.text = _("Topping up, please wait")
-        p = self.ctx.catalog.product(s.txn.product_id) if s.txn.product_id else None
-        self.what.text = _("{product} for {number}").format(
-            product=p.label(self.ctx.tr.lang) if p else "", number=mask_number(s.txn.msisdn))
-        if s.txn.unknown_queries:
-            self.wait.text = _("The network is slow to answer. We are checking; "
-                               "your money is safe. Please do not leave.")
-        else:
-            self.wait.text = _("Your payment was received. Please do not leave.")
-        self.set_footer([])
 
 
 class ResultScreen(KioskScreen):
@@ -100,7 +58,7 @@ class ResultScreen(KioskScreen):
             if t.operator_ref:
                 self.details.text += "\n" + _("Operator reference: {ref}").format(
                     ref=t.operator_ref)
-            if s.balance_after is not None:
+            if s.balance_after is not None and t.number_source == "sim":
                 from .product import balance_text
                 self.details.text += "\n" + balance_text(self.ctx, s.balance_after,
                                                           N_("New balance: {amount}"))
@@ -142,7 +100,7 @@ class ResultScreen(KioskScreen):
             self.voucher_qr.set("" if t.voucher_held else t.voucher_code)
             self.voucher_hint.text = _(
                 "Use it to pay at any of our kiosks. Help: {support}").format(
-                support=self.ctx.settings.support)
+                support=self.ctx.settings.support_in(self.ctx.tr.lang))
         else:
             self.voucher_box.opacity = 0
             self.voucher_title.text = self.voucher_code.text = self.voucher_hint.text = ""
@@ -188,18 +146,37 @@ class ReceiptScreen(KioskScreen):
         self.title.text = _("Your receipt")
         r = self.ctx.rt.receipt
         self.rows.clear_widgets()
+        t = s.txn
         for key, value in (r.facts if r else []):
             if not value:
                 continue
-            row = BoxLayout(spacing=dp(10))
-            row.add_widget(label(_(key), sp(19), theme.MUTED, halign="left", size_hint_x=0.34))
+            if key == "Product" and t.product_id:
+                try:
+                    value = self.ctx.catalog.product(t.product_id).label(self.ctx.tr.lang)
+                except KeyError:
+                    pass
+            row = BoxLayout(spacing=dp(10), size_hint_y=None)
+            name = label(_(key), sp(18), theme.MUTED, halign="left", size_hint_x=0.4)
             if key in TRANSLATED_VALUES:
                 value = _(value)
-            row.add_widget(label(value, sp(19), bold=key in ("Status", "Voucher"),
-                                 halign="left"))
+            text = label(value, sp(18), bold=key in ("Status", "Voucher"), halign="left")
+            for w in (name, text):
+                row.add_widget(w)
+                # A row is as tall as its longer side (a long name wraps to two lines).
+                w.bind(height=lambda *_, r=row, a=name, b=text: setattr(
+                    r, "height", max(a.height, b.height)))
+            row.height = max(name.height, text.height)
             self.rows.add_widget(row)
+        self.rows.add_widget(BoxLayout())       # the rows at the top of the paper
         self.qr.set(r.qr if r else "")
-        self.qr_caption.text = _("Scan to keep this receipt or check the top-up later.")
+        # Say what the code is: the voucher itself, or the reference the staff look up.
+        if r and t.voucher_code and r.qr == t.voucher_code:
+            self.qr_caption.text = _("This QR code is your voucher: hold it to the kiosk's "
+                                     "scanner when you pay with it.")
+        else:
+            self.qr_caption.text = _("This QR code holds your reference {ref}. Show it to "
+                                     "the staff or our hotline to check this top-up.").format(
+                ref=t.ref or "")
         if s.receipt_printed:
             self.printed.text = _("A printed copy is in the slot below the screen.")
         elif s.receipt_printed is False:

@@ -21,6 +21,7 @@ from .widgets import KButton, Keypad, label
 
 
 class VoucherScreen(KioskScreen):
+    KEEP = ("digits",)
     def build(self) -> None:
         self.digits = ""
         self.what = label("", theme.FS_BODY, theme.MUTED)
@@ -48,7 +49,8 @@ class VoucherScreen(KioskScreen):
         self.digits = ""
 
     def on_pre_enter(self, *args: Any) -> None:
-        self.digits = ""
+        if self.fresh_entry():
+            self.digits = ""
         if not self._bound:
             Window.bind(on_textinput=self._scanned, on_key_down=self._enter_key)
             self._bound = True

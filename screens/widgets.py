@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import qrcode
+from kivy.core.text import Label as CoreLabel
 from kivy.graphics import Color, Rectangle
 from kivy.metrics import dp
 from kivy.properties import ListProperty, NumericProperty, StringProperty
@@ -15,36 +17,87 @@ from kivy.uix.label import Label
 from kivy.uix.modalview import ModalView
 from kivy.uix.widget import Widget
 
+from kiosk.linebreak import needs_wrap, strip_marks, wrap
+
 from . import theme
 
 
-class KLabel(Label):
-    pass
+class CjkWrap:
+    """Chinese wraps at word boundaries (kiosk/linebreak.py), not wherever a line fills
+    up: the text is broken into lines here, by the label's own font, whenever the text,
+    the width or the font changes. Latin text is left to Kivy."""
+
+    def _cjk_setup(self) -> None:
+        self._source = ""
+        self._shown = ""
+        self.fbind("text", self._cjk_text)
+        for prop in ("width", "font_size", "font_name", "bold"):
+            self.fbind(prop, self._cjk_rewrap)
+
+    def _cjk_text(self, *_: Any) -> None:
+        text = self.text   # type: ignore[attr-defined]
+        if text == self._shown:
+            return
+        self._source = text
+        self._cjk_rewrap()
+
+    def _cjk_rewrap(self, *_: Any) -> None:
+        src = self._source
+        if not src or not needs_wrap(src):
+            self._shown = src
+            return
+        room = self.text_size[0] or self.width   # type: ignore[attr-defined]
+        if room <= 1:
+            shown = strip_marks(src)
+        else:
+            shown = "\n".join(wrap(src, room - dp(2), self._measure()))
+        self._shown = shown
+        if shown != self.text:   # type: ignore[attr-defined]
+            self.text = shown   # type: ignore[attr-defined]
+
+    def _measure(self) -> Callable[[str], float]:
+        core = CoreLabel(font_name=self.font_name, font_size=self.font_size,   # type: ignore
+                         bold=self.bold)   # type: ignore[attr-defined]
+        return lambda s: float(core.get_extents(s)[0])
 
 
-def label(text: str = "", size: float = theme.FS_BODY, color: Any = None, bold: bool = False,
+class KLabel(CjkWrap, Label):
+    min_height = NumericProperty(0)     # room kept even when the text is shorter
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._cjk_setup()
+        self._cjk_text()
+
+
+def label(text: str = "", size: float | None = None, color: Any = None, bold: bool = False,
           halign: str = "center", **kw: Any) -> KLabel:
-    lbl = KLabel(text=text, font_size=size, bold=bold, halign=halign, **kw)
+    lbl = KLabel(text=text, font_size=size or theme.FS_BODY, bold=bold, halign=halign, **kw)
     if color is not None:
         lbl.color = color
     return lbl
 
 
-class KButton(ButtonBehavior, Label):
+class KButton(CjkWrap, ButtonBehavior, Label):
     bg = ListProperty(list(theme.PRIMARY))
     bg_down = ListProperty(list(theme.PRIMARY_DOWN))
     fg = ListProperty(list(theme.ON_PRIMARY))
     outline = ListProperty([0, 0, 0, 0])
     action = StringProperty("")          # stable name for tests and logs
 
-    STYLES = {
-        "primary": (theme.PRIMARY, theme.PRIMARY_DOWN, theme.ON_PRIMARY, (0, 0, 0, 0)),
-        "success": (theme.SUCCESS, theme.PRIMARY_DOWN, theme.ON_PRIMARY, (0, 0, 0, 0)),
-        "danger": (theme.SURFACE, theme.NEUTRAL_DOWN, theme.DANGER, theme.DANGER),
-        "neutral": (theme.NEUTRAL, theme.NEUTRAL_DOWN, theme.TEXT, theme.BORDER),
-        "demo": (theme.rgb("444444"), theme.rgb("666666"), theme.rgb("FFFFFF"), (0, 0, 0, 0)),
-        "demo_on": (theme.DEMO_ACCENT, theme.rgb("BBA000"), theme.rgb("111111"), (0, 0, 0, 0)),
-    }
+    @staticmethod
+    def styles() -> dict[str, tuple[Any, Any, Any, Any]]:
+        """The button styles in the current palette (high contrast swaps it)."""
+        t = theme
+        return {
+            "primary": (t.PRIMARY, t.PRIMARY_DOWN, t.ON_PRIMARY, (0, 0, 0, 0)),
+            "success": (t.SUCCESS, t.PRIMARY_DOWN, t.ON_PRIMARY if not t.CONTRAST
+                        else t.rgb("000000"), (0, 0, 0, 0)),
+            "danger": (t.SURFACE, t.NEUTRAL_DOWN, t.DANGER, t.DANGER),
+            "neutral": (t.NEUTRAL, t.NEUTRAL_DOWN, t.TEXT, t.BORDER),
+            "demo": (t.rgb("444444"), t.rgb("666666"), t.rgb("FFFFFF"), (0, 0, 0, 0)),
+            "demo_on": (t.DEMO_ACCENT, t.rgb("BBA000"), t.rgb("111111"), (0, 0, 0, 0)),
+        }
 
     def __init__(self, text: str = "", style: str = "primary",
                  on_press: Callable[[], None] | None = None, action: str = "",
@@ -52,9 +105,36 @@ class KButton(ButtonBehavior, Label):
         super().__init__(text=text, action=action, **kw)
         self.set_style(style)
         self._cb = on_press
+        self._cjk_setup()
+        self._cjk_text()
+        self._font = self.font_size       # as designed; shrunk only to fit
+        self._shrinking = False
+        self.fbind("texture_size", self._shrink_to_fit)
+        self.fbind("text", self._regrow)
+        self.fbind("size", self._regrow)
+
+    def _set_font(self, size: float) -> None:
+        self._shrinking = True
+        self.font_size = size
+        self._shrinking = False
+
+    def _regrow(self, *_: Any) -> None:
+        """A new text or size starts again from the designed font size."""
+        if self.font_size != self._font:
+            self._set_font(self._font)
+
+    def _shrink_to_fit(self, *_: Any) -> None:
+        """A long translation is made smaller (down to 60 %) rather than spill out of
+        its button."""
+        if self.texture_size[1] > self.height - dp(6) and self.font_size > 0.6 * self._font:
+            self._set_font(max(0.6 * self._font, self.font_size * 0.9))
+
+    def on_font_size(self, _w: Any, size: float) -> None:
+        if not getattr(self, "_shrinking", True):
+            self._font = size              # set by the screen: the new designed size
 
     def set_style(self, style: str) -> None:
-        bg, down, fg, outline = self.STYLES[style]
+        bg, down, fg, outline = self.styles()[style]
         self.bg, self.bg_down, self.fg, self.outline = list(bg), list(down), list(fg), list(outline)
 
     def on_release(self) -> None:
@@ -63,8 +143,13 @@ class KButton(ButtonBehavior, Label):
 
 
 class Panel(BoxLayout):
-    bg = ListProperty(list(theme.SURFACE))
-    radius = NumericProperty(theme.RADIUS)
+    bg = ListProperty([1, 1, 1, 1])
+    radius = NumericProperty(0)
+
+    def __init__(self, **kw: Any) -> None:
+        kw.setdefault("bg", list(theme.SURFACE))
+        kw.setdefault("radius", theme.RADIUS)
+        super().__init__(**kw)
 
 
 class Tile(ButtonBehavior, BoxLayout):

@@ -23,7 +23,7 @@ KIOSK = [sys.executable, "-m", "kiosk.cli"]
 
 
 def cash_txn() -> Txn:
-    return Txn(msisdn="09171234567", operator="luzon", product_id="luzon-load-any",
+    return Txn(msisdn="09171234567", operator="globe", product_id="globe-load-any",
                amount=5000, method="cash")
 
 

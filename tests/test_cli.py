@@ -25,7 +25,7 @@ def test_config_check_default_ok() -> None:
     assert p.returncode == 0, p.stderr
     assert "OK" in p.stdout and "K0001" in p.stdout
     j = json.loads(run("config", "check", "--json").stdout)
-    assert j["ok"] is True and j["currency"] == "PHP" and "luzon" in j["operators"]
+    assert j["ok"] is True and j["currency"] == "PHP" and "globe" in j["operators"]
 
 
 def test_config_check_broken_file_names_file_key_reason(tmp_path: Path) -> None:
@@ -57,8 +57,8 @@ async def main():
     while not rt.devices["cash"].ok:               # the ID-003 acceptor resets at start
         await asyncio.sleep(0.02)
     for e in (ev.Start(), ev.NumberEntered("09171234567"), ev.ConfirmNumber(True),
-              ev.SubscriberChecked("09171234567", "luzon", ("luzon-load",)),
-              ev.ChooseProduct("luzon-load", 2000), ev.ChoosePayment("cash")):
+              ev.SubscriberChecked("09171234567", "globe", ("globe-load",)),
+              ev.ChooseProduct("globe-load", 2000), ev.ChoosePayment("cash")):
         rt.post(e)
     sim = rt.devices["cash"].simulator
     while sim.status().name != "IDLING":
@@ -264,16 +264,16 @@ def _journal_with_sales(tmp_path: Path) -> tuple[str, str]:
     from kiosk.engine import Txn
     from kiosk.journal import Journal
     j = Journal(tmp_path / "journal.sqlite3")
-    ref = j.open_transaction(Txn(msisdn="09171234567", operator="luzon",
-                                 product_id="luzon-load", amount=5000, method="cash"))
+    ref = j.open_transaction(Txn(msisdn="09171234567", operator="globe",
+                                 product_id="globe-load", amount=5000, method="cash"))
     for v in (2000, 2000, 2000):
         j.append(ref, ev.NoteCredited(v))
-    j.append(ref, ev.TopUp(ref, "09171234567", "luzon", "luzon-load", 5000))
+    j.append(ref, ev.TopUp(ref, "09171234567", "globe", "globe-load", 5000))
     j.append(ref, ev.TopUpSucceeded(ref, "OP1"))
     j.append(ref, ev.VoucherIssued(ref, "1234567812345670", 1000))
     j.append(ref, ev.CloseTransaction(ref, "success", 6000, 5000, 1000, 0))
-    open_ref = j.open_transaction(Txn(msisdn="09171234567", operator="luzon",
-                                      product_id="luzon-load", amount=2000, method="qr"))
+    open_ref = j.open_transaction(Txn(msisdn="09171234567", operator="globe",
+                                      product_id="globe-load", amount=2000, method="qr"))
     j.append(open_ref, ev.RecoveryStarted(open_ref, "pay_qr", 0))
     j.close()
     return ref, open_ref
@@ -320,8 +320,8 @@ def test_a_note_in_doubt_is_listed_as_unresolved(tmp_path: Path) -> None:
     from kiosk.engine import Txn
     from kiosk.journal import Journal
     j = Journal(tmp_path / "journal.sqlite3", "K0001", "PHP")
-    ref = j.open_transaction(Txn(msisdn="09171234567", operator="luzon",
-                                 product_id="luzon-load-any", amount=10000, method="cash"))
+    ref = j.open_transaction(Txn(msisdn="09171234567", operator="globe",
+                                 product_id="globe-load-any", amount=10000, method="cash"))
     j.append(ref, ev.StackNote(5000, "ab12:3"))
     j.append(None, ev.NoteInDoubt(5000, "ab12:3", "stacker_jam"))
     j.append(ref, ev.VoucherIssued(ref, "1111222233334444", 5000))

@@ -28,7 +28,7 @@ def test_default_config_loads(tmp_path: Path) -> None:
     assert s.max_unknown_queries == 5
     assert s.query_interval_s == 2.0
     assert s.ui.idle_timeout_s == 60
-    assert s.ui.languages == ("en", "zh_CN")
+    assert s.ui.languages == ("en", "zh_CN", "fil")
     assert set(s.devices) == {"sim_reader", "cash", "card", "printer", "backend", "wallet"}
     assert {n: d.driver for n, d in s.devices.items()} == {
         "sim_reader": "simulated", "cash": "id003-sim", "card": "zvt-sim",
@@ -36,7 +36,7 @@ def test_default_config_loads(tmp_path: Path) -> None:
     assert "port" not in s.devices["cash"].options       # the simulator provides it
     assert s.data_dir == tmp_path
     assert s.journal_path == tmp_path / "journal.sqlite3"
-    assert len(s.catalog.products) == 14
+    assert len(s.catalog.products) == 18
 
 
 def test_data_dir_is_relative_to_the_config_file(tmp_path: Path) -> None:
@@ -94,10 +94,10 @@ DEFECTS = [
            'catalog = "nope.toml"', "nope.toml", "", r"file not found"),
     Defect("unknown_currency", "catalog.toml", r'^currency = "PHP"$', 'currency = "XYZ"',
            "catalog.toml", "currency", r'must be one of .*got "XYZ"'),
-    Defect("duplicate_prefix", "catalog.toml", r'^prefixes = \["0907"',
-           'prefixes = ["0917", "0907"',
-           "catalog.toml", "operators", r"prefix 0917 belongs to both luzon and isla"),
-    Defect("unknown_operator", "catalog.toml", r'^(id = "luzon-load"\n)operator = "luzon"',
+    Defect("duplicate_prefix", "catalog.toml", r'^prefixes = \["0908"',
+           'prefixes = ["0917", "0908"',
+           "catalog.toml", "operators", r"prefix 0917 belongs to both globe and smart"),
+    Defect("unknown_operator", "catalog.toml", r'^(id = "globe-load"\n)operator = "globe"',
            r'\1operator = "nowhere"', "catalog.toml", "products[0].operator",
            r"unknown operator 'nowhere'"),
     Defect("operator_unknown_key", "catalog.toml", r'^balance_inquiry = true$',
@@ -110,8 +110,8 @@ DEFECTS = [
     Defect("bad_promo_date", "catalog.toml", r'^promo_until = 2026-12-31$',
            'promo_until = "end of year"', "catalog.toml", "products[3].promo_until",
            r"must be a date"),
-    Defect("duplicate_product", "catalog.toml", r'^id = "isla-load"$', 'id = "luzon-load"',
-           "catalog.toml", "products[7].id", r"duplicate product 'luzon-load'"),
+    Defect("duplicate_product", "catalog.toml", r'^id = "smart-load"$', 'id = "globe-load"',
+           "catalog.toml", "products[7].id", r"duplicate product 'globe-load'"),
     # A date-time is not a date (comparing one with today's date would fail at run time).
     Defect("datetime_promo", "catalog.toml", r'^promo_until = 2026-12-31$',
            "promo_until = 2026-12-31T23:59:00", "catalog.toml", "products[3].promo_until",
@@ -146,7 +146,7 @@ def _write_configs(tmp_path: Path, d: Defect | None) -> Path:
 
 def test_unchanged_copies_load(tmp_path: Path) -> None:
     s = load(_write_configs(tmp_path, None), data_dir=tmp_path / "var")
-    assert s.kiosk_id == "K0001" and len(s.catalog.operators) == 3
+    assert s.kiosk_id == "K0001" and len(s.catalog.operators) == 5
 
 
 @pytest.mark.parametrize("d", DEFECTS, ids=[d.name for d in DEFECTS])
@@ -410,11 +410,11 @@ def test_paths_and_texts_hold_no_nul_or_control_characters(tmp_path: Path, text:
     ('[wallet]\nbase_url = "https://a b"\n', "wallet.base_url", r"http:// or https://"),
     ('[backend]\nauth_url = "token"\n', "backend.auth_url", r"http:// or https://"),
     ('[backend]\noperator_ids = 5\n', "backend.operator_ids", r"table of operator ids"),
-    ('[backend.operator_ids]\nluzon = "341"\n', "backend.operator_ids", r"luzon: .*\"341\""),
-    ('[backend.operator_ids]\nluzon = []\n', "backend.operator_ids", r"non-empty list"),
-    ('[backend.operator_ids]\nluzon = [1, -2]\n', "backend.operator_ids", r"positive"),
-    ('[backend.operator_ids]\nluzon = true\n', "backend.operator_ids", r"got true"),
-    ('[backend.operator_ids]\nluzon = 0x' + "f" * 40 + "\n", "backend.operator_ids",
+    ('[backend.operator_ids]\nglobe = "341"\n', "backend.operator_ids", r"globe: .*\"341\""),
+    ('[backend.operator_ids]\nglobe = []\n', "backend.operator_ids", r"non-empty list"),
+    ('[backend.operator_ids]\nglobe = [1, -2]\n', "backend.operator_ids", r"positive"),
+    ('[backend.operator_ids]\nglobe = true\n', "backend.operator_ids", r"got true"),
+    ('[backend.operator_ids]\nglobe = 0x' + "f" * 40 + "\n", "backend.operator_ids",
      r"positive"),
     ('[sim_reader]\ndriver = "pcsc"\nreader = "a{99999999999}"\n', "sim_reader.reader",
      r"not a valid regular expression"),

@@ -14,8 +14,8 @@ from kiosk.config import DEFAULT_CONFIG, load_catalog
 from kiosk.engine import Engine, EngineError, Outcome, Phase, Policy, State
 
 REF = "K0001-000001"
-LUZON = "09171234567"
-ISLA = "09181234321"
+GLOBE = "09171234567"
+SMART = "09181234321"
 ICCID = "89896301000000000117"
 
 
@@ -40,37 +40,37 @@ def run(engine: Engine, state: State, *events: ev.Record) -> tuple[State, list[e
 
 
 def test_products_wait_for_the_provider_and_only_what_it_sells_is_sold(engine: Engine) -> None:
-    s, effects = run(engine, State(), ev.Start(), ev.NumberEntered(LUZON), ev.ConfirmNumber(True))
-    assert effects == [ev.CheckSubscriber(LUZON, "luzon")] and s.offered is None
-    s, _ = engine.step(s, ev.ChooseProduct("luzon-load", 2000))
+    s, effects = run(engine, State(), ev.Start(), ev.NumberEntered(GLOBE), ev.ConfirmNumber(True))
+    assert effects == [ev.CheckSubscriber(GLOBE, "globe")] and s.offered is None
+    s, _ = engine.step(s, ev.ChooseProduct("globe-load", 2000))
     assert s.phase is Phase.CHOOSE_PRODUCT and s.notice == "product.checking"
     # The provider routes the number elsewhere (ported) and sells only one of its packs.
-    s, _ = engine.step(s, ev.SubscriberChecked(LUZON, "isla", ("isla-keep",), 500, None, ""))
-    assert s.txn.operator == "isla" and s.offered == ("isla-keep",)
+    s, _ = engine.step(s, ev.SubscriberChecked(GLOBE, "smart", ("smart-keep",), 500, None, ""))
+    assert s.txn.operator == "smart" and s.offered == ("smart-keep",)
     assert s.balance == Balance(500, None, "")
-    s, _ = engine.step(s, ev.ChooseProduct("isla-load", 2000))
+    s, _ = engine.step(s, ev.ChooseProduct("smart-load", 2000))
     assert s.phase is Phase.CHOOSE_PRODUCT and s.notice == "product.unavailable"
-    s, _ = engine.step(s, ev.ChooseProduct("isla-keep", 2000))
-    assert s.phase is Phase.CHOOSE_PAYMENT and s.txn.product_id == "isla-keep"
+    s, _ = engine.step(s, ev.ChooseProduct("smart-keep", 2000))
+    assert s.phase is Phase.CHOOSE_PAYMENT and s.txn.product_id == "smart-keep"
 
 
 @pytest.mark.parametrize("reason", ["unavailable", "unknown_operator"])
 def test_a_failed_number_check_sells_nothing(engine: Engine, reason: str) -> None:
-    s, _ = run(engine, State(), ev.Start(), ev.NumberEntered(LUZON), ev.ConfirmNumber(True),
-               ev.SubscriberCheckFailed(LUZON, reason))
+    s, _ = run(engine, State(), ev.Start(), ev.NumberEntered(GLOBE), ev.ConfirmNumber(True),
+               ev.SubscriberCheckFailed(GLOBE, reason))
     assert s.offered == () and s.notice == f"backend.{reason}"
     assert s.device_ok("backend") is (reason != "unavailable")
-    s, effects = engine.step(s, ev.ChooseProduct("luzon-load", 2000))
+    s, effects = engine.step(s, ev.ChooseProduct("globe-load", 2000))
     assert s.phase is Phase.CHOOSE_PRODUCT and effects == []
 
 
 def test_a_stale_number_check_is_ignored(engine: Engine) -> None:
-    s, _ = run(engine, State(), ev.Start(), ev.NumberEntered(LUZON), ev.ConfirmNumber(True),
-               ev.SubscriberChecked("09181234321", "isla", ("isla-load",)))
-    assert s.offered is None and s.txn.operator == "luzon"
+    s, _ = run(engine, State(), ev.Start(), ev.NumberEntered(GLOBE), ev.ConfirmNumber(True),
+               ev.SubscriberChecked("09181234321", "smart", ("smart-load",)))
+    assert s.offered is None and s.txn.operator == "globe"
 
 
-def checked(engine: Engine, number: str = LUZON) -> ev.SubscriberChecked:
+def checked(engine: Engine, number: str = GLOBE) -> ev.SubscriberChecked:
     """The provider's answer to CheckSubscriber: everything the catalog sells is on sale."""
     op = engine.catalog.check_number(number).operator or ""
     return ev.SubscriberChecked(number, op, tuple(p.id for p in engine.catalog.offers(op)))
@@ -84,8 +84,8 @@ def closes(effects: list[ev.Record]) -> list[ev.CloseTransaction]:
     return [x for x in effects if isinstance(x, ev.CloseTransaction)]
 
 
-def choosing_payment(engine: Engine, product: str = "luzon-load", amount: int = 5000,
-                     number: str = LUZON) -> State:
+def choosing_payment(engine: Engine, product: str = "globe-load", amount: int = 5000,
+                     number: str = GLOBE) -> State:
     s, effects = run(engine, State(), ev.Start(), ev.NumberEntered(number),
                      ev.ConfirmNumber(True), checked(engine, number),
                      ev.ChooseProduct(product, amount))
@@ -94,8 +94,8 @@ def choosing_payment(engine: Engine, product: str = "luzon-load", amount: int = 
     return s
 
 
-def paying(engine: Engine, method: str, product: str = "luzon-load", amount: int = 5000,
-           number: str = LUZON) -> tuple[State, list[ev.Record]]:
+def paying(engine: Engine, method: str, product: str = "globe-load", amount: int = 5000,
+           number: str = GLOBE) -> tuple[State, list[ev.Record]]:
     s = choosing_payment(engine, product, amount, number)
     s, effects = engine.step(s, ev.ChoosePayment(method))
     assert effects == [ev.AllocateReference()]
@@ -105,7 +105,7 @@ def paying(engine: Engine, method: str, product: str = "luzon-load", amount: int
     return s, effects
 
 
-def cash_paid(engine: Engine, notes: list[int], product: str = "luzon-load",
+def cash_paid(engine: Engine, notes: list[int], product: str = "globe-load",
               amount: int = 5000) -> tuple[State, list[ev.Record]]:
     s, _ = paying(engine, "cash", product, amount)
     effects: list[ev.Record] = []
@@ -131,8 +131,8 @@ def test_typed_number_ok(engine: Engine) -> None:
     s, effects = run(engine, State(), ev.Start(), ev.NumberEntered("+63 917 123 4567"))
     assert effects == []
     assert s.phase is Phase.CONFIRM_NUMBER
-    assert s.txn.msisdn == LUZON
-    assert s.txn.operator == "luzon"
+    assert s.txn.msisdn == GLOBE
+    assert s.txn.operator == "globe"
     assert s.txn.number_source == "typed"
     assert s.notice == ""
     s, _ = engine.step(s, ev.ConfirmNumber(True))
@@ -157,9 +157,9 @@ def test_typed_number_invalid(engine: Engine, raw: str, notice: str) -> None:
 
 
 def test_rejecting_the_number_keeps_what_was_typed(engine: Engine) -> None:
-    s, _ = run(engine, State(), ev.Start(), ev.NumberEntered(LUZON), ev.ConfirmNumber(False))
+    s, _ = run(engine, State(), ev.Start(), ev.NumberEntered(GLOBE), ev.ConfirmNumber(False))
     assert s.phase is Phase.IDENTIFY
-    assert s.typed == LUZON
+    assert s.typed == GLOBE
     assert s.txn.msisdn == ""
 
 
@@ -169,12 +169,12 @@ def test_sim_insert_looks_up_the_subscriber(engine: Engine) -> None:
     assert effects == [ev.LookupSubscriber(ICCID)]
     assert s.sim_present and s.iccid == ICCID
     # An answer about another SIM is ignored.
-    s2, effects = engine.step(s, ev.SubscriberFound("8989000000000000000", ISLA))
+    s2, effects = engine.step(s, ev.SubscriberFound("8989000000000000000", SMART))
     assert s2.phase is Phase.LOOKUP and effects == []
-    s, effects = engine.step(s, ev.SubscriberFound(ICCID, LUZON))
+    s, effects = engine.step(s, ev.SubscriberFound(ICCID, GLOBE))
     assert effects == []
     assert s.phase is Phase.CONFIRM_NUMBER
-    assert s.txn.msisdn == LUZON and s.txn.operator == "luzon"
+    assert s.txn.msisdn == GLOBE and s.txn.operator == "globe"
     assert s.txn.number_source == "sim"
     # Saying "not my number" for a SIM does not pre-fill the keypad with it.
     s, _ = engine.step(s, ev.ConfirmNumber(False))
@@ -208,9 +208,9 @@ def test_sim_removed_during_lookup(engine: Engine) -> None:
 
 # ---------------------------------------------------------------- products
 def test_product_of_another_operator_is_refused(engine: Engine) -> None:
-    s, effects = run(engine, State(), ev.Start(), ev.NumberEntered(LUZON),
-                     ev.ConfirmNumber(True), checked(engine), ev.ChooseProduct("isla-load", 2000))
-    assert effects == [ev.CheckSubscriber(LUZON, "luzon")]
+    s, effects = run(engine, State(), ev.Start(), ev.NumberEntered(GLOBE),
+                     ev.ConfirmNumber(True), checked(engine), ev.ChooseProduct("smart-load", 2000))
+    assert effects == [ev.CheckSubscriber(GLOBE, "globe")]
     assert s.phase is Phase.CHOOSE_PRODUCT
     assert s.notice == "product.wrong_operator"
     assert s.txn.product_id == ""
@@ -218,22 +218,22 @@ def test_product_of_another_operator_is_refused(engine: Engine) -> None:
 
 @pytest.mark.parametrize(("product", "amount", "today", "notice"), [
     ("nope", 2000, None, "product.unknown"),
-    ("luzon-load", 2500, None, "product.bad_amount"),
-    ("luzon-load-any", 1050, None, "product.bad_amount"),
-    ("luzon-load-any", 100100, None, "product.bad_amount"),
-    ("luzon-data-7d", 9900, date(2027, 1, 1), "product.expired"),
+    ("globe-load", 2500, None, "product.bad_amount"),
+    ("globe-load-any", 1050, None, "product.bad_amount"),
+    ("globe-load-any", 100100, None, "product.bad_amount"),
+    ("globe-data-7d", 9900, date(2027, 1, 1), "product.expired"),
 ])
 def test_product_refusals(engine: Engine, product: str, amount: int, today: date | None,
                           notice: str) -> None:
-    s, _ = run(engine, State(), ev.Start(), ev.NumberEntered(LUZON), ev.ConfirmNumber(True),
+    s, _ = run(engine, State(), ev.Start(), ev.NumberEntered(GLOBE), ev.ConfirmNumber(True),
                checked(engine), ev.ChooseProduct(product, amount, today))
     assert s.phase is Phase.CHOOSE_PRODUCT
     assert s.notice == notice
 
 
 def test_product_accepted(engine: Engine) -> None:
-    s = choosing_payment(engine, "luzon-load-any", 12300)
-    assert s.txn.product_id == "luzon-load-any" and s.txn.amount == 12300
+    s = choosing_payment(engine, "globe-load-any", 12300)
+    assert s.txn.product_id == "globe-load-any" and s.txn.amount == 12300
     s, _ = run(engine, s, ev.Back())
     assert s.phase is Phase.CHOOSE_PRODUCT
 
@@ -267,7 +267,7 @@ def test_note_without_reference_is_returned(engine: Engine) -> None:
 
 
 def test_note_above_remaining_is_returned_at_escrow_and_never_credited(engine: Engine) -> None:
-    s, _ = paying(engine, "cash", "luzon-load", 5000)
+    s, _ = paying(engine, "cash", "globe-load", 5000)
     s, effects = engine.step(s, ev.NoteEscrowed(10000))
     assert effects == [ev.ReturnNote(10000, "too_large")]
     assert s.notice == "note.too_large"
@@ -278,7 +278,7 @@ def test_note_above_remaining_is_returned_at_escrow_and_never_credited(engine: E
 
 
 def test_note_is_credited_only_at_note_credited(engine: Engine) -> None:
-    s, _ = paying(engine, "cash", "luzon-load", 5000)
+    s, _ = paying(engine, "cash", "globe-load", 5000)
     s, effects = engine.step(s, ev.NoteEscrowed(2000))
     assert effects == [ev.StackNote(2000)]
     assert s.escrow == 2000
@@ -294,12 +294,12 @@ def test_note_is_credited_only_at_note_credited(engine: Engine) -> None:
 
 def test_exact_cash_payment_tops_up(engine: Engine) -> None:
     s, effects = cash_paid(engine, [5000])
-    assert effects == [ev.DisableCash(), ev.TopUp(REF, LUZON, "luzon", "luzon-load", 5000)]
+    assert effects == [ev.DisableCash(), ev.TopUp(REF, GLOBE, "globe", "globe-load", 5000)]
     assert s.phase is Phase.FULFILLING
     s, effects = engine.step(s, ev.TopUpSucceeded(REF, "OP1"))
-    # Luzon Mobile offers a balance inquiry: the new balance is asked for the result screen.
+    # Globe offers a balance inquiry: the new balance is asked for the result screen.
     assert effects == [ev.CloseTransaction(REF, "success", 5000, 5000, 0, 0), ev.PrintReceipt(REF),
-                       ev.QueryBalance(REF, LUZON, "luzon")]
+                       ev.QueryBalance(REF, GLOBE, "globe")]
     s, effects = engine.step(s, ev.BalanceReported(REF, 6250, 300, "2026-12-05"))
     assert effects == [] and s.balance_after == Balance(6250, 300, "2026-12-05")
     assert s.phase is Phase.RESULT
@@ -308,30 +308,30 @@ def test_exact_cash_payment_tops_up(engine: Engine) -> None:
 
 
 def test_several_notes(engine: Engine) -> None:
-    s, effects = cash_paid(engine, [2000, 2000, 2000], "luzon-load-any", 6000)
+    s, effects = cash_paid(engine, [2000, 2000, 2000], "globe-load-any", 6000)
     assert kinds(effects) == ["DisableCash", "TopUp"]
     assert s.txn.paid == 6000 and s.txn.notes == (2000, 2000, 2000)
 
 
 def test_change_below_smallest_note_ends_as_voucher(engine: Engine) -> None:
     # 15.00 to pay, the smallest note is 20.00: the 5.00 change is unavoidable.
-    s, _ = paying(engine, "cash", "luzon-keep", 1500)
+    s, _ = paying(engine, "cash", "globe-keep", 1500)
     s, effects = engine.step(s, ev.NoteEscrowed(2000))
     assert effects == [ev.StackNote(2000)]
     s, effects = engine.step(s, ev.NoteCredited(2000))
-    assert effects == [ev.DisableCash(), ev.TopUp(REF, LUZON, "luzon", "luzon-keep", 1500)]
+    assert effects == [ev.DisableCash(), ev.TopUp(REF, GLOBE, "globe", "globe-keep", 1500)]
     s, effects = engine.step(s, ev.TopUpSucceeded(REF, "OP1"))
     assert effects == [ev.IssueVoucher(REF, 500, "change")]
     s, effects = engine.step(s, ev.VoucherIssued(REF, "1234567812345670", 500))
     assert effects == [ev.CloseTransaction(REF, "success", 2000, 1500, 500, 0),
-                       ev.PrintReceipt(REF), ev.QueryBalance(REF, LUZON, "luzon")]
+                       ev.PrintReceipt(REF), ev.QueryBalance(REF, GLOBE, "globe")]
     assert s.txn.outcome is Outcome.SUCCESS
     assert s.txn.voucher == 500 and s.txn.voucher_code == "1234567812345670"
 
 
 def test_change_of_a_whole_note_is_refused(engine: Engine) -> None:
     # 15.00 to pay: a 50.00 note would leave 35.00 change, more than the smallest note.
-    s, _ = paying(engine, "cash", "luzon-keep", 1500)
+    s, _ = paying(engine, "cash", "globe-keep", 1500)
     s, effects = engine.step(s, ev.NoteEscrowed(5000))
     assert effects == [ev.ReturnNote(5000, "too_large")]
     assert s.txn.paid == 0
@@ -339,7 +339,7 @@ def test_change_of_a_whole_note_is_refused(engine: Engine) -> None:
 
 def test_overpay_allowance(catalog: Catalog) -> None:
     engine = Engine(catalog, Policy(max_overpay=5000, min_note=2000))
-    s, _ = paying(engine, "cash", "luzon-load", 5000)
+    s, _ = paying(engine, "cash", "globe-load", 5000)
     _, effects = engine.step(s, ev.NoteEscrowed(20000))     # 150.00 too much: refused
     assert effects == [ev.ReturnNote(20000, "too_large")]
     s, effects = engine.step(s, ev.NoteEscrowed(10000))     # 50.00 too much: allowed
@@ -364,7 +364,7 @@ def test_back_with_nothing_paid_returns_to_payment_choice(engine: Engine) -> Non
     assert effects == [ev.DisableCash(), ev.CloseTransaction(REF, "cancelled", 0, 0, 0, 0)]
     assert s.phase is Phase.CHOOSE_PAYMENT
     assert s.txn.ref is None and s.txn.paid == 0
-    assert s.txn.product_id == "luzon-load"          # the choice is kept
+    assert s.txn.product_id == "globe-load"          # the choice is kept
 
 
 def test_cancel_before_reference_then_reference_arrives(engine: Engine) -> None:
@@ -485,7 +485,7 @@ def test_unknown_topup_is_queried_with_the_same_reference(engine: Engine) -> Non
     assert not any(isinstance(x, ev.TopUp) for x in effects)
 
 
-def _pending(engine: Engine, notes: list[int], product: str = "luzon-load",
+def _pending(engine: Engine, notes: list[int], product: str = "globe-load",
              amount: int = 5000) -> State:
     s, _ = cash_paid(engine, notes, product, amount)
     paid = sum(notes)
@@ -531,7 +531,7 @@ def test_pending_topup_finally_fails_activates_the_held_voucher(engine: Engine) 
 
 
 def test_pending_topup_with_change_keeps_only_the_change_on_the_voucher(engine: Engine) -> None:
-    s = _pending(engine, [2000], "luzon-keep", 1500)
+    s = _pending(engine, [2000], "globe-keep", 1500)
     s, effects = engine.step(s, ev.TopUpSucceeded(REF, "OP1"))
     status = [x for x in effects if isinstance(x, ev.SetVoucherStatus)]
     assert len(status) == 1 and status[0].status == "active"
@@ -590,7 +590,7 @@ def test_qr_order_paid(engine: Engine) -> None:
     assert effects == [] and s.qr_payload == "000201..." and s.qr_expires_at == 1e10
     assert not s.timeout_allowed
     s, effects = engine.step(s, ev.QrPaid(REF, 5000, "W00000001"))
-    assert effects == [ev.TopUp(REF, LUZON, "luzon", "luzon-load", 5000)]
+    assert effects == [ev.TopUp(REF, GLOBE, "globe", "globe-load", 5000)]
     assert s.phase is Phase.FULFILLING
     assert s.txn.paid == 5000 and s.txn.payment_ref == "W00000001"
     s, effects = engine.step(s, ev.TopUpSucceeded(REF, "OP1"))
@@ -647,7 +647,7 @@ def test_card_approved_tops_up(engine: Engine) -> None:
     s, effects = engine.step(s, ev.Cancel())                 # too late: approved already
     assert effects == [] and not s.txn.cancel_requested
     s, effects = engine.step(s, ev.CardCompleted(REF))
-    assert effects == [ev.TopUp(REF, LUZON, "luzon", "luzon-load", 5000)]
+    assert effects == [ev.TopUp(REF, GLOBE, "globe", "globe-load", 5000)]
     s, effects = engine.step(s, ev.TopUpSucceeded(REF, "OP1"))
     assert closes(effects) == [ev.CloseTransaction(REF, "success", 5000, 5000, 0, 0)]
 
@@ -748,8 +748,8 @@ def test_timeout_allowed(engine: Engine) -> None:
 
 
 def test_timeout_in_early_phases_returns_to_idle(engine: Engine) -> None:
-    for events in ([ev.Start()], [ev.Start(), ev.NumberEntered(LUZON)],
-                   [ev.Start(), ev.NumberEntered(LUZON), ev.ConfirmNumber(True)]):
+    for events in ([ev.Start()], [ev.Start(), ev.NumberEntered(GLOBE)],
+                   [ev.Start(), ev.NumberEntered(GLOBE), ev.ConfirmNumber(True)]):
         s, _ = run(engine, State(), *events, ev.Timeout())
         assert s.phase is Phase.IDLE and s.txn.msisdn == ""
 
@@ -775,7 +775,7 @@ def test_device_status_survives_a_visit(engine: Engine) -> None:
 
 
 def test_records_round_trip_through_dicts() -> None:
-    for rec in (ev.ChooseProduct("luzon-load", 2000, date(2026, 1, 2)),
+    for rec in (ev.ChooseProduct("globe-load", 2000, date(2026, 1, 2)),
                 ev.CloseTransaction(REF, "success", 1, 1, 0, 0),
                 ev.VoucherIssued(REF, "1", 5, True), ev.SetVoucherStatus(REF, "1", "void")):
         assert ev.from_dict(rec.kind(), rec.to_dict()) == rec
@@ -794,7 +794,7 @@ def test_a_fault_with_a_note_in_transit_waits_for_the_note(
     """The acceptor faults while a note is between escrow and the box: the payment ends
     only once the acceptor says where that note is, so it is in the voucher or the top-up,
     never an orphan of a transaction already closed."""
-    s, _ = paying(engine, "cash", product="luzon-load-any", amount=7000)
+    s, _ = paying(engine, "cash", product="globe-load-any", amount=7000)
     s, _ = engine.step(s, ev.NoteEscrowed(2000, "k:1"))
     s, _ = engine.step(s, ev.NoteCredited(2000, "k:1", REF))
     s, effects = engine.step(s, ev.NoteEscrowed(inserted, "k:2"))
@@ -869,7 +869,7 @@ CODE1, CODE2 = "1234567812345670", "4111111111111111"
 
 
 def paying_voucher(engine: Engine, amount: int = 5000) -> State:
-    s = choosing_payment(engine, "luzon-load", amount)
+    s = choosing_payment(engine, "globe-load", amount)
     s, effects = engine.step(s, ev.ChoosePayment("voucher"))
     assert s.phase is Phase.PAY_VOUCHER and effects == [ev.AllocateReference()]
     s, effects = engine.step(s, ev.ReferenceAllocated(REF))
@@ -882,7 +882,7 @@ def test_voucher_worth_the_price_pays_it_alone(engine: Engine) -> None:
     s, effects = engine.step(s, ev.VoucherEntered(CODE1))
     assert effects == [ev.RedeemVoucher(REF, CODE1)] and s.notice == "voucher.checking"
     s, effects = engine.step(s, ev.VoucherRedeemed(REF, CODE1, 5000))
-    assert effects == [ev.TopUp(REF, LUZON, "luzon", "luzon-load", 5000)]
+    assert effects == [ev.TopUp(REF, GLOBE, "globe", "globe-load", 5000)]
     assert s.phase is Phase.FULFILLING and s.txn.vouchers_in == ((CODE1, 5000),)
 
 
@@ -907,7 +907,7 @@ def test_two_vouchers_then_the_rest_in_cash(engine: Engine) -> None:
     s, effects = engine.step(s, ev.ChoosePayment("cash"))
     assert s.phase is Phase.PAY_CASH and effects == [ev.EnableCash()] and s.txn.ref == REF
     s, effects = run(engine, s, ev.NoteEscrowed(5000), ev.NoteCredited(5000))
-    assert ev.TopUp(REF, LUZON, "luzon", "luzon-load", 10000) in effects
+    assert ev.TopUp(REF, GLOBE, "globe", "globe-load", 10000) in effects
     assert s.txn.paid == 10000
 
 
@@ -942,13 +942,13 @@ def test_failed_top_up_after_a_voucher_gives_a_voucher(engine: Engine) -> None:
 
 def test_any_amount_product_tops_up_all_the_cash_paid(engine: Engine) -> None:
     """RANGE products top up the whole amount paid instead of giving change."""
-    s = choosing_payment(engine, "luzon-load-any", 7000)
+    s = choosing_payment(engine, "globe-load-any", 7000)
     s, _ = run(engine, s, ev.ChoosePayment("cash"), ev.ReferenceAllocated(REF))
     s, effects = run(engine, s, ev.NoteEscrowed(5000), ev.NoteCredited(5000))
     s, effects = engine.step(s, ev.NoteEscrowed(5000))      # 10000 for 7000: taken whole
     assert effects == [ev.StackNote(5000)]
     s, effects = engine.step(s, ev.NoteCredited(5000))
-    assert ev.TopUp(REF, LUZON, "luzon", "luzon-load-any", 10000) in effects
+    assert ev.TopUp(REF, GLOBE, "globe", "globe-load-any", 10000) in effects
     assert s.txn.amount == 10000 and s.txn.paid == 10000
     s, effects = engine.step(s, ev.TopUpSucceeded(REF, "OP1"))
     [close] = closes(effects)
@@ -956,7 +956,7 @@ def test_any_amount_product_tops_up_all_the_cash_paid(engine: Engine) -> None:
 
 
 def test_any_amount_beyond_the_maximum_still_returns_the_note(engine: Engine) -> None:
-    s = choosing_payment(engine, "luzon-load-any", 99000)
+    s = choosing_payment(engine, "globe-load-any", 99000)
     s, _ = run(engine, s, ev.ChoosePayment("cash"), ev.ReferenceAllocated(REF),
                ev.NoteEscrowed(50000), ev.NoteCredited(50000), ev.NoteEscrowed(20000),
                ev.NoteCredited(20000), ev.NoteEscrowed(20000), ev.NoteCredited(20000))

@@ -39,9 +39,9 @@ NOTES = (2000, 5000, 10000, 20000, 50000, 100000)
 NUMBERS = ("09171234567", "09181234321", "08951234567", "0917", "01112345678", "")
 SIMS = {"8900000000000000001": "09171234567", "8900000000000000002": "09181234321",
         "8900000000000000003": None, "8900000000000000004": "01112345678"}
-PRODUCTS = (("luzon-keep", 1500), ("luzon-load", 2000), ("luzon-load", 5000),
-            ("luzon-load-any", 3300), ("isla-keep", 2000), ("isla-load", 1000),
-            ("bayan-load", 2000), ("luzon-data-7d", 9900), ("luzon-load", 2500))
+PRODUCTS = (("globe-keep", 1500), ("globe-load", 2000), ("globe-load", 5000),
+            ("globe-load-any", 3300), ("smart-keep", 2000), ("smart-load", 1000),
+            ("dito-load", 2000), ("globe-data-7d", 9900), ("globe-load", 2500))
 MAIN = "main"
 
 # Effects a background session does not perform (the devices belong to the customer in front).
@@ -540,7 +540,7 @@ def test_world_drives_a_happy_path(method: str) -> None:
     world.post(MAIN, ev.Start())
     world.post(MAIN, ev.NumberEntered("09171234567"))
     world.post(MAIN, ev.ConfirmNumber(True))
-    world.post(MAIN, ev.ChooseProduct("luzon-load", 5000))
+    world.post(MAIN, ev.ChooseProduct("globe-load", 5000))
     world.post(MAIN, ev.ChoosePayment(method))
     ref = world.refs[-1]
 

@@ -18,7 +18,7 @@ MSISDN = "09171234567"
 
 def opened(path: Path) -> tuple[Journal, str]:
     j = Journal(path, "K0001", "PHP")
-    ref = j.open_transaction(Txn(msisdn=MSISDN, operator="luzon", product_id="luzon-load-any",
+    ref = j.open_transaction(Txn(msisdn=MSISDN, operator="globe", product_id="globe-load-any",
                                  amount=10000, method="cash"))
     return j, ref
 
@@ -124,7 +124,7 @@ async def test_a_device_thread_is_answered_while_the_loop_is_stalled(tmp_path: P
 def test_an_approval_of_another_amount_is_journaled_as_it_is(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite3"
     j = Journal(path, "K0001", "PHP")
-    ref = j.open_transaction(Txn(msisdn=MSISDN, operator="luzon", product_id="luzon-load",
+    ref = j.open_transaction(Txn(msisdn=MSISDN, operator="globe", product_id="globe-load",
                                  amount=5000, method="card"))
     gate = Gate(path, "K0001", "PHP")
 

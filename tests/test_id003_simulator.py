@@ -412,7 +412,10 @@ def test_drop_line_keeps_the_device_state_and_logs_each_line(sim: Id003Simulator
     ready.close()
     again = Host(sim.link, serial.PARITY_NONE)
     try:
-        assert again.wait_for(Status.IDLING) == [Status.IDLING]   # no power-up, no RESET
+        # The device kept its state through the line drop: it may still be finishing the
+        # return (RETURNING) when the host is back, but never powers up or initialises.
+        seen = again.wait_for(Status.IDLING)
+        assert seen[-1] is Status.IDLING and set(seen) <= {Status.RETURNING, Status.IDLING}
         assert sim.record.returned == [5000] and sim.record.resets == 1
         assert sim.sent_on(2) == [Command.STATUS_REQUEST]
         assert Command.RESET in sim.sent_on(1) and sim.line == 2

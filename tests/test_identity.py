@@ -28,7 +28,7 @@ MSISDN = "09171234567"
 
 
 def cash_txn() -> Txn:
-    return Txn(msisdn=MSISDN, operator="luzon", product_id="luzon-load-any", amount=22000,
+    return Txn(msisdn=MSISDN, operator="globe", product_id="globe-load-any", amount=22000,
                method="cash")
 
 
@@ -57,8 +57,8 @@ from kiosk.engine import Txn
 from kiosk.journal import Journal
 j = Journal(sys.argv[1])
 j.db.execute("PRAGMA wal_autocheckpoint=0")
-ref = j.open_transaction(Txn(msisdn="09171234567", operator="luzon",
-                             product_id="luzon-load-any", amount=22000, method="cash"))
+ref = j.open_transaction(Txn(msisdn="09171234567", operator="globe",
+                             product_id="globe-load-any", amount=22000, method="cash"))
 for i, value in enumerate((2000, 10000, 5000, 5000)):
     j.enter(None, ev.StackNote(value, key=f"1:{i}"))
     j.enter(None, ev.NoteCredited(value, key=f"1:{i}"))

@@ -33,8 +33,8 @@ def engine() -> Engine:
                   Policy(max_overpay=0, min_note=2000, max_unknown_queries=2))
 
 
-def cash_txn(amount: int = 4000, product: str = "luzon-load-any") -> Txn:
-    return Txn(msisdn=MSISDN, operator="luzon", product_id=product, amount=amount, method="cash")
+def cash_txn(amount: int = 4000, product: str = "globe-load-any") -> Txn:
+    return Txn(msisdn=MSISDN, operator="globe", product_id=product, amount=amount, method="cash")
 
 
 def test_durability_pragmas(journal: Journal, path: Path) -> None:
@@ -123,18 +123,18 @@ def test_payments_update_the_open_row(journal: Journal) -> None:
     cash = journal.open_transaction(cash_txn())
     journal.append(cash, ev.NoteCredited(2000))
     journal.append(cash, ev.NoteCredited(2000))
-    qr = journal.open_transaction(Txn(msisdn=MSISDN, operator="luzon", product_id="luzon-load",
+    qr = journal.open_transaction(Txn(msisdn=MSISDN, operator="globe", product_id="globe-load",
                                       amount=5000, method="qr"))
     journal.append(qr, ev.QrPaid(qr, 5000, "W1"))
-    card = journal.open_transaction(Txn(msisdn=MSISDN, operator="luzon",
-                                        product_id="luzon-load", amount=2000, method="card"))
+    card = journal.open_transaction(Txn(msisdn=MSISDN, operator="globe",
+                                        product_id="globe-load", amount=2000, method="card"))
     journal.append(card, ev.CardApproved(card, 2000, "A1", "1"))
     paid = {r.ref: r.paid for r in journal.unresolved()}
     assert paid == {cash: 4000, qr: 5000, card: 2000}
 
 
 def test_money_after_close_keeps_the_closed_row_balanced(journal: Journal) -> None:
-    ref = journal.open_transaction(Txn(msisdn=MSISDN, operator="luzon", product_id="luzon-load",
+    ref = journal.open_transaction(Txn(msisdn=MSISDN, operator="globe", product_id="globe-load",
                                        amount=5000, method="qr"))
     journal.append(ref, ev.CloseTransaction(ref, "cancelled", 0, 0, 0, 0))
     # The customer's wallet pays after the kiosk gave up: kept as a voucher on the reference.
@@ -155,7 +155,7 @@ def test_rebuild_unfinished_cash_transaction(journal: Journal, engine: Engine) -
     for rec in (ev.EnableCash(), ev.NoteEscrowed(2000), ev.StackNote(2000), ev.NoteCredited(2000),
                 ev.NoteEscrowed(2000), ev.StackNote(2000), ev.NoteCredited(2000),
                 ev.DisableCash(),
-                ev.TopUp(ref, MSISDN, "luzon", "luzon-load-any", 4000)):
+                ev.TopUp(ref, MSISDN, "globe", "globe-load-any", 4000)):
         if rec.money:
             journal.append(ref, rec)
     state, pending = journal.rebuild(ref, engine)
@@ -164,7 +164,7 @@ def test_rebuild_unfinished_cash_transaction(journal: Journal, engine: Engine) -
     assert state.txn.paid == 4000 and state.txn.notes == (2000, 2000)
     assert state.txn.msisdn == MSISDN and state.txn.amount == 4000
     assert state.escrow == 0
-    assert pending == [ev.DisableCash(), ev.TopUp(ref, MSISDN, "luzon", "luzon-load-any", 4000)]
+    assert pending == [ev.DisableCash(), ev.TopUp(ref, MSISDN, "globe", "globe-load-any", 4000)]
     row = journal.transaction(ref)
     assert row is not None and row.status == "open" and row.paid == 4000
     assert [r.ref for r in journal.unresolved()] == [ref]

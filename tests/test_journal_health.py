@@ -53,7 +53,7 @@ async def test_low_disk_stops_selling_before_money_is_taken(settings: Settings) 
         for e in (ev.Start(), ev.NumberEntered("09171234567"), ev.ConfirmNumber(True)):
             rt.post(e)
         await until(lambda: rt.state.offered is not None, "the number checked")
-        rt.post(ev.ChooseProduct("luzon-load", 5000))
+        rt.post(ev.ChooseProduct("globe-load", 5000))
         rt.post(ev.ChoosePayment("cash"))
         assert rt.state.phase is not Phase.PAY_CASH and not cash.enabled
         # Room again: selling resumes by itself.
@@ -73,7 +73,7 @@ async def test_a_failing_journal_write_puts_the_kiosk_out_of_service(
     rt = await started(settings)
     cash: SimulatedBillAcceptor = rt.devices["cash"]
     try:
-        ref = await choose(rt, "luzon-load", 10000, "cash")
+        ref = await choose(rt, "globe-load", 10000, "cash")
         await insert(rt, 5000)
         for db in (rt.journal.db, rt.gate._j().db):
             db.execute("PRAGMA query_only = ON")        # every write refused from now
@@ -159,7 +159,7 @@ async def test_no_note_is_taken_while_the_box_is_out_also_after_a_restart(
         settings: Settings) -> None:
     rt = await started(settings)
     try:
-        ref = await choose(rt, "luzon-load", 10000, "cash")
+        ref = await choose(rt, "globe-load", 10000, "cash")
         cash: SimulatedBillAcceptor = rt.devices["cash"]
         await until(lambda: cash.enabled, "the acceptor enabled")
         other = Journal(settings.journal_path)          # as `kiosk cashbox remove` does

@@ -44,7 +44,7 @@ from kiosk.reconcile import to_reconcile
 from kiosk.runtime import Runtime
 from tests.events import until
 
-LUZON = "09171234567"
+GLOBE = "09171234567"
 INTL = "639171234567"
 # The late check, fast: every round 0.05 s, a reference asked at most every 0.2 s.
 FAST_LATE = {"late_check_interval_s": 0.05, "late_check_max_interval_s": 0.2}
@@ -95,11 +95,11 @@ async def kiosk(sim: ReloadlySimulator, tmp_path: Path) -> AsyncIterator[Make]:
 
 async def buy(rt: Runtime, method: str = "cash", notes: tuple[int, ...] = (5000,),
               amount: int = 5000) -> str:
-    """A luzon-load of `amount` paid in cash (these notes) or by card; -> its reference."""
-    for e in (ev.Start(), ev.NumberEntered(LUZON), ev.ConfirmNumber(True)):
+    """A globe-load of `amount` paid in cash (these notes) or by card; -> its reference."""
+    for e in (ev.Start(), ev.NumberEntered(GLOBE), ev.ConfirmNumber(True)):
         rt.post(e)
     await until(lambda: rt.state.offered is not None, "the number checked")
-    rt.post(ev.ChooseProduct("luzon-load", amount))
+    rt.post(ev.ChooseProduct("globe-load", amount))
     rt.post(ev.ChoosePayment(method))
     ref = rt.state.txn.ref
     assert ref is not None
@@ -290,7 +290,7 @@ async def test_a_late_credit_after_the_voucher_was_redeemed_is_flagged(
                      "--data-dir", str(tmp_path)]) == 0
     [listed] = json.loads(capsys.readouterr().out)
     assert listed["ref"] == ref and "write it off" in listed["how"]
-    assert listed["msisdn"] != LUZON                    # masked
+    assert listed["msisdn"] != GLOBE                    # masked
 
 
 async def test_a_failure_that_turns_out_successful_after_a_card_reversal_is_flagged(
@@ -350,7 +350,7 @@ def test_a_late_credit_posts_credited_cancelled_and_to_recover() -> None:
 
 
 def test_plan_cancels_unused_vouchers_first_and_keeps_the_change() -> None:
-    r = TxnRow("R1", 1, 0.0, LUZON, "luzon", "luzon-load", 5000, "PHP", "cash", "closed",
+    r = TxnRow("R1", 1, 0.0, GLOBE, "globe", "globe-load", 5000, "PHP", "cash", "closed",
                "failed_voucher", 6000, 0, 6000, 0, 10.0)
     v = {"code": "C1", "amount": 6000, "status": "active", "issued_ts": 9.0}
     late = {"code": "C2", "amount": 3000, "status": "active", "issued_ts": 11.0}  # a late payment's

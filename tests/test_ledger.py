@@ -82,7 +82,7 @@ RULES: list[tuple[ev.Record, str | None, int, list[P]]] = [
     (ev.CashBoxRemoved("tech1"), None, 0, [P(K.CASH_BOX_REMOVED, None, 0)]),
     (ev.CashBoxInserted("tech1"), None, 0, [P(K.CASH_BOX_INSERTED, None, 0)]),
     # Requests and screens move no money.
-    (ev.TopUp(R, "09171234567", "luzon", "luzon-load", 4000), R, 0, []),
+    (ev.TopUp(R, "09171234567", "globe", "globe-load", 4000), R, 0, []),
     (ev.ReverseCard(R, 5000, "R9"), R, 0, []),
     (ev.StackNote(2000, "a1:1"), R, 0, []),
     (ev.IssueVoucher(R, 1000, "change"), R, 0, []),
@@ -186,7 +186,7 @@ def test_a_repeated_fact_adds_nothing(journal: Journal) -> None:
     cash = k.open("cash", 9000)
     k.a(cash, ev.StackNote(2000, "e1:1"))
     k.a(cash, ev.NoteCredited(2000, "e1:1"))
-    k.a(cash, ev.TopUp(cash, "09171234567", "luzon", "luzon-load", 2000))
+    k.a(cash, ev.TopUp(cash, "09171234567", "globe", "globe-load", 2000))
     k.a(cash, ev.TopUpSucceeded(cash, "OP1"))
     k.a(cash, ev.VoucherIssued(cash, "1000000000000001", 700, held=True))
     k.a(cash, ev.SetVoucherStatus(cash, "1000000000000001", "active", amount=700))

@@ -210,3 +210,22 @@ def test_setup_escapes_and_masks(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1
     assert "ref ABC\\n2026-12-07 INFO kiosk: paid 1000 for 0917***4567" in err
+
+
+def test_http_requests_are_not_logged_by_default() -> None:
+    import logging
+
+    from kiosk import logs
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.setup()
+        assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+        assert logging.getLogger("kiosk.runtime").isEnabledFor(logging.INFO)
+        logs.setup(logging.DEBUG)
+        assert logging.getLogger("httpx").isEnabledFor(logging.DEBUG)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.NOTSET)

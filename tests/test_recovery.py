@@ -12,7 +12,7 @@ REF = "K0001-000009"
 
 
 def card_state(**txn: object) -> State:
-    t = Txn(msisdn="09171234567", operator="luzon", product_id="luzon-load", amount=5000,
+    t = Txn(msisdn="09171234567", operator="globe", product_id="globe-load", amount=5000,
             method="card", ref=REF)
     return State(phase=Phase.PAY_CARD, txn=replace(t, **txn))  # type: ignore[arg-type]
 
@@ -36,7 +36,7 @@ def test_an_unpaid_card_payment_is_declined() -> None:
 
 def test_a_note_told_to_stack_keeps_its_escrow_until_the_acceptor_says() -> None:
     s = State(phase=Phase.PAY_CASH, escrow=5000, escrow_key="e:1",
-              txn=Txn(msisdn="09171234567", operator="luzon", product_id="luzon-load-any",
+              txn=Txn(msisdn="09171234567", operator="globe", product_id="globe-load-any",
                       amount=7000, method="cash", ref=REF, paid=2000))
     kept = resume(s, [], note_pending=True)
     assert kept.state.escrow == 5000 and kept.first == (ev.Timeout(),)
@@ -45,10 +45,10 @@ def test_a_note_told_to_stack_keeps_its_escrow_until_the_acceptor_says() -> None
 
 
 def test_a_top_up_asked_for_is_looked_up_before_anything_else() -> None:
-    s = State(phase=Phase.FULFILLING, txn=Txn(msisdn="09171234567", operator="luzon",
-                                              product_id="luzon-load", amount=5000,
+    s = State(phase=Phase.FULFILLING, txn=Txn(msisdn="09171234567", operator="globe",
+                                              product_id="globe-load", amount=5000,
                                               method="cash", ref=REF, paid=5000))
-    plan = resume(s, [ev.TopUp(REF, "09171234567", "luzon", "luzon-load", 5000)], False)
+    plan = resume(s, [ev.TopUp(REF, "09171234567", "globe", "globe-load", 5000)], False)
     assert plan.carry == () and plan.first == (ev.TopUpUnknown(REF, "restart"),)
 
 

@@ -82,8 +82,8 @@ class Kiosk:
         """The acceptor's name for the next note ("" in a journal from before keys)."""
         return f"e1:{next(self._keys)}" if self.keyed else ""
 
-    def open(self, method: str, amount: int, product: str = "luzon-load",
-             operator: str = "luzon") -> str:
+    def open(self, method: str, amount: int, product: str = "globe-load",
+             operator: str = "globe") -> str:
         ref = self.j.open_transaction(Txn(msisdn=MSISDN, operator=operator, product_id=product,
                                           amount=amount, method=method))
         self.last_ref = ref
@@ -118,8 +118,8 @@ class Kiosk:
         self.a(ref, ev.IssueVoucher(ref, amount, reason))
         self.a(ref, ev.VoucherIssued(ref, self.code(), amount))
 
-    def _topup(self, ref: str, amount: int, product: str = "luzon-load") -> None:
-        self.a(ref, ev.TopUp(ref, MSISDN, "luzon", product, amount))
+    def _topup(self, ref: str, amount: int, product: str = "globe-load") -> None:
+        self.a(ref, ev.TopUp(ref, MSISDN, "globe", product, amount))
 
     def _finish(self, ref: str, paid: int, amount: int, result: str) -> None:
         """After the top-up was asked: success (change as a voucher), failure, pending."""
@@ -143,7 +143,7 @@ class Kiosk:
             self.pending.append((ref, code, paid, amount))
 
     def cash(self, amount: int, notes: list[int], result: str = "success",
-             product: str = "luzon-load") -> str:
+             product: str = "globe-load") -> str:
         """Pay with notes until paid >= amount, then the top-up (or cancel partway)."""
         ref = self.open("cash", amount, product)
         paid = 0
@@ -362,8 +362,8 @@ def test_x_report_figures(journal: Journal, keyed: bool) -> None:
         OutcomeGroup("failed_refunded", 1, 10000, 0, 0, 10000),
         OutcomeGroup("failed_voucher", 1, 2000, 0, 2000, 0),
         OutcomeGroup("success", 4, 7000 + 7000 + 5000 + 7000, 21000, 5000, 0))
-    assert t.by_operator == (Group("luzon", 4, 21000),)
-    assert t.by_product == (Group("luzon-load", 4, 21000),)
+    assert t.by_operator == (Group("globe", 4, 21000),)
+    assert t.by_product == (Group("globe-load", 4, 21000),)
     assert t.by_kind == (Group("airtime", 4, 21000),)
     assert (rep.transactions.opened, rep.transactions.closed) == (7, 7)
     assert rep.transactions.open_refs == ()
@@ -649,7 +649,7 @@ def test_voucher_redeemed_counts_as_paid_by_voucher(journal: Journal) -> None:
     k = Kiosk(journal)
     ref = k.open("voucher", 3000)
     k.a(ref, VoucherRedeemed(ref, "1000000000000001", 3000))
-    k.a(ref, ev.TopUp(ref, MSISDN, "luzon", "luzon-load", 3000))
+    k.a(ref, ev.TopUp(ref, MSISDN, "globe", "globe-load", 3000))
     k.a(ref, ev.TopUpSucceeded(ref, "OP1"))
     k.a(ref, ev.CloseTransaction(ref, "success", 3000, 3000, 0, 0))
     rep = reports.x_report(journal)
@@ -825,8 +825,8 @@ class EngineShell:
 
     def choose(self, method: str, amount: int) -> str:
         for e in (ev.Start(), ev.NumberEntered(MSISDN), ev.ConfirmNumber(True),
-                  ev.SubscriberChecked(MSISDN, "luzon", ("luzon-load-any",)),
-                  ev.ChooseProduct("luzon-load-any", amount), ev.ChoosePayment(method)):
+                  ev.SubscriberChecked(MSISDN, "globe", ("globe-load-any",)),
+                  ev.ChooseProduct("globe-load-any", amount), ev.ChoosePayment(method)):
             self.post(e)
         assert self.s.txn.ref is not None
         return self.s.txn.ref

@@ -33,7 +33,7 @@ from kiosk.payments import emvco
 from kiosk.payments.simulated import SimulatedWallet
 from kiosk.runtime import Runtime
 
-LUZON = "09171234567"
+GLOBE = "09171234567"
 MASKED = "0917***4567"
 TIMEOUT = 5.0
 
@@ -91,7 +91,7 @@ async def until(cond: Callable[[], Any], what: str, timeout: float = TIMEOUT) ->
         await asyncio.sleep(0.005)
 
 
-async def choose(rt: Runtime, product: str, amount: int, method: str, number: str = LUZON) -> str:
+async def choose(rt: Runtime, product: str, amount: int, method: str, number: str = GLOBE) -> str:
     """Walk the screens up to the payment; returns the transaction's reference."""
     for e in (ev.Start(), ev.NumberEntered(number), ev.ConfirmNumber(True)):
         rt.post(e)
@@ -137,7 +137,7 @@ async def test_cash_purchase(rt: Runtime) -> None:
     cash: SimulatedBillAcceptor = rt.devices["cash"]
     printer: SimulatedPrinter = rt.devices["printer"]
     backend: SimulatedBackend = rt.devices["backend"]
-    ref = await choose(rt, "luzon-load", 10000, "cash")
+    ref = await choose(rt, "globe-load", 10000, "cash")
     assert ref == f"K0001-{rt.journal.ref_tag}-000001"
     assert cash.enabled
     await insert(rt, 5000, 5000)
@@ -169,7 +169,7 @@ async def test_cash_purchase(rt: Runtime) -> None:
     lines, qr = printer.printed[0]
     text = "\n".join(lines)
     assert MASKED in text
-    assert LUZON not in re.sub(r"[\s\-()]", "", text)     # not even as "0917 123 4567"
+    assert GLOBE not in re.sub(r"[\s\-()]", "", text)     # not even as "0917 123 4567"
     assert "639171234567" not in re.sub(r"[\s\-()+]", "", text)
     assert ref in text and "SUCCESS" in text and "PHP 100.00" in text
     assert qr == f"TOPUP:{ref}"
@@ -181,7 +181,7 @@ async def test_cash_purchase(rt: Runtime) -> None:
 
 async def test_note_too_large_is_returned(rt: Runtime) -> None:
     cash: SimulatedBillAcceptor = rt.devices["cash"]
-    ref = await choose(rt, "luzon-load", 2000, "cash")
+    ref = await choose(rt, "globe-load", 2000, "cash")
     assert cash.insert(5000)
     await until(lambda: cash.record.returned == [5000], "the note to come back")
     assert rt.state.txn.paid == 0 and cash.record.stacked == []
@@ -192,18 +192,18 @@ async def test_note_too_large_is_returned(rt: Runtime) -> None:
 
 
 async def test_sim_identifies_the_number(rt: Runtime) -> None:
-    iccid = next(k for k, v in DEMO_SIMS.items() if v == LUZON)
+    iccid = next(k for k, v in DEMO_SIMS.items() if v == GLOBE)
     rt.post(ev.Start())
     rt.devices["sim_reader"].insert(iccid)
     await until(lambda: rt.state.phase is Phase.CONFIRM_NUMBER, "the subscriber look-up")
-    assert rt.state.txn.msisdn == LUZON and rt.state.txn.number_source == "sim"
+    assert rt.state.txn.msisdn == GLOBE and rt.state.txn.number_source == "sim"
 
 
 async def test_backend_failure_gives_a_voucher(rt: Runtime) -> None:
     backend: SimulatedBackend = rt.devices["backend"]
     printer: SimulatedPrinter = rt.devices["printer"]
     backend.mode = "fail"
-    ref = await choose(rt, "luzon-load", 5000, "cash")
+    ref = await choose(rt, "globe-load", 5000, "cash")
     await insert(rt, 5000)
     await until(closed(rt, ref), "the transaction to close")
     r = row(rt, ref)
@@ -226,7 +226,7 @@ async def test_backend_failure_gives_a_voucher(rt: Runtime) -> None:
 async def test_backend_timeout_is_unknown_then_success(rt: Runtime) -> None:
     backend: SimulatedBackend = rt.devices["backend"]
     backend.mode = "timeout"
-    ref = await choose(rt, "luzon-load", 2000, "cash")
+    ref = await choose(rt, "globe-load", 2000, "cash")
     await insert(rt, 2000)
     await until(closed(rt, ref), "the transaction to close")
     r = row(rt, ref)
@@ -246,7 +246,7 @@ async def test_pending_topup_resolved_in_the_background(settings: Settings) -> N
     rt = Runtime(replace(settings, max_unknown_queries=1), devices=make_devices(settings, backend))
     await rt.start()
     try:
-        ref = await choose(rt, "luzon-keep", 1500, "cash")
+        ref = await choose(rt, "globe-keep", 1500, "cash")
         await insert(rt, 2000)          # 5.00 change, unavoidable
         await until(lambda: rt.state.txn.outcome is Outcome.PENDING, "a PENDING result")
         held = rt.journal.vouchers(ref)
@@ -276,7 +276,7 @@ async def test_a_pending_answer_heard_first_by_the_customers_session(settings: S
     rt = Runtime(replace(settings, max_unknown_queries=1), devices=make_devices(settings, backend))
     await rt.start()
     try:
-        ref = await choose(rt, "luzon-keep", 1500, "cash")
+        ref = await choose(rt, "globe-keep", 1500, "cash")
         await insert(rt, 2000)
         await until(lambda: rt.state.txn.outcome is Outcome.PENDING, "a PENDING result")
         assert ref in rt.background
@@ -295,7 +295,7 @@ async def test_a_pending_answer_heard_first_by_the_customers_session(settings: S
 async def test_qr_purchase(rt: Runtime) -> None:
     wallet: SimulatedWallet = rt.devices["wallet"]
     backend: SimulatedBackend = rt.devices["backend"]
-    ref = await choose(rt, "luzon-load", 5000, "qr")
+    ref = await choose(rt, "globe-load", 5000, "qr")
     assert rt.state.phase is Phase.PAY_QR
     await until(lambda: rt.state.qr_payload, "the QR order")
     fields = {f.tag: f for f in emvco.decode(rt.state.qr_payload)}
@@ -311,7 +311,7 @@ async def test_qr_purchase(rt: Runtime) -> None:
 
 async def test_qr_cancelled_order_is_closed(rt: Runtime) -> None:
     wallet: SimulatedWallet = rt.devices["wallet"]
-    ref = await choose(rt, "luzon-load", 5000, "qr")
+    ref = await choose(rt, "globe-load", 5000, "qr")
     await until(lambda: rt.state.qr_payload, "the QR order")
     rt.post(ev.Cancel())
     assert rt.state.phase is Phase.IDLE
@@ -325,7 +325,7 @@ async def test_card_topup_failure_is_reversed_once(rt: Runtime) -> None:
     card: SimulatedCardTerminal = rt.devices["card"]
     backend: SimulatedBackend = rt.devices["backend"]
     backend.mode = "fail"
-    ref = await choose(rt, "luzon-load", 5000, "card")
+    ref = await choose(rt, "globe-load", 5000, "card")
     await until(closed(rt, ref), "the transaction to close")
     r = row(rt, ref)
     assert (r.outcome, r.paid, r.credited, r.refunded, r.voucher) == (
@@ -341,7 +341,7 @@ async def test_card_topup_failure_is_reversed_once(rt: Runtime) -> None:
 async def test_card_declined(rt: Runtime) -> None:
     card: SimulatedCardTerminal = rt.devices["card"]
     card.next_outcome = "decline"
-    ref = await choose(rt, "luzon-load", 5000, "card")
+    ref = await choose(rt, "globe-load", 5000, "card")
     await until(lambda: rt.state.phase is Phase.CHOOSE_PAYMENT, "the decline")
     assert rt.state.notice == "card.declined"
     r = row(rt, ref)
@@ -351,7 +351,7 @@ async def test_card_declined(rt: Runtime) -> None:
 
 async def test_cancel_with_cash_paid_gives_a_voucher(rt: Runtime) -> None:
     cash: SimulatedBillAcceptor = rt.devices["cash"]
-    ref = await choose(rt, "luzon-load", 5000, "cash")
+    ref = await choose(rt, "globe-load", 5000, "cash")
     await insert(rt, 2000)
     rt.post(ev.Cancel())
     await until(closed(rt, ref), "the transaction to close")
@@ -369,7 +369,7 @@ async def test_cancel_while_note_in_escrow(settings: Settings) -> None:
     rt = Runtime(settings, devices=devices)
     await rt.start()
     try:
-        ref = await choose(rt, "luzon-load", 5000, "cash")
+        ref = await choose(rt, "globe-load", 5000, "cash")
         await insert(rt, 2000)
         assert cash.insert(2000)
         await until(lambda: rt.state.escrow == 2000, "the note in escrow")
@@ -405,7 +405,7 @@ async def test_recovery_of_partly_paid_cash(settings: Settings) -> None:
     backend = fast_backend()
     rt = await restart(settings, backend)
     cash: SimulatedBillAcceptor = rt.devices["cash"]
-    ref = await choose(rt, "luzon-load", 10000, "cash")
+    ref = await choose(rt, "globe-load", 10000, "cash")
     await insert(rt, 2000, 5000)
     await rt.stop()
     silence(rt)
@@ -432,7 +432,7 @@ async def test_recovery_with_a_note_in_escrow(settings: Settings) -> None:
     cash: SimulatedBillAcceptor = devices["cash"]
     rt = Runtime(settings, devices=devices)
     await rt.start()
-    ref = await choose(rt, "luzon-load", 10000, "cash")
+    ref = await choose(rt, "globe-load", 10000, "cash")
     await insert(rt, 2000)
     cash.stack = lambda value, key="": None    # type: ignore[method-assign]  # dies before stacking
     assert cash.insert(5000)
@@ -457,7 +457,7 @@ async def test_recovery_of_a_topup_without_answer(settings: Settings, lost: str)
     backend = fast_backend()
     rt = Runtime(replace(settings, backend_timeout_s=100), devices=make_devices(settings, backend))
     await rt.start()
-    ref = await choose(rt, "luzon-load", 5000, "cash")
+    ref = await choose(rt, "globe-load", 5000, "cash")
     if lost == "reply":
         backend.mode, backend.timeout_s = "timeout", 100     # credited, the reply never comes
     else:
@@ -507,7 +507,7 @@ async def test_recovery_of_a_pending_topup(settings: Settings) -> None:
     s1 = replace(settings, max_unknown_queries=1)
     rt = Runtime(s1, devices=make_devices(settings, backend))
     await rt.start()
-    ref = await choose(rt, "luzon-load", 5000, "cash")
+    ref = await choose(rt, "globe-load", 5000, "cash")
     await insert(rt, 5000)
     await until(lambda: rt.state.txn.outcome is Outcome.PENDING, "a PENDING result")
     await rt.stop()
@@ -593,9 +593,9 @@ async def test_crash_between_any_two_journal_writes(settings: Settings, flow: st
     loop.set_exception_handler(lambda _loop, _ctx: None)   # device callbacks dying with it
     try:
         if flow == "card-fail":
-            await choose(rt, "luzon-load", 5000, "card")
+            await choose(rt, "globe-load", 5000, "card")
         else:
-            await choose(rt, "luzon-load-any", 7000, "cash")
+            await choose(rt, "globe-load-any", 7000, "cash")
             for v in ((2000,) if flow == "cash-cancel" else (2000, 5000)):
                 await until(lambda: (cash.enabled and cash.escrow is None) or crash.dead,
                             "the acceptor")
@@ -655,7 +655,7 @@ async def test_a_wallet_payment_reported_twice_is_accounted_once(tmp_path):
         for e in (ev.Start(), ev.NumberEntered("09171234567"), ev.ConfirmNumber(True)):
             rt.post(e)
         await until(lambda: rt.state.offered is not None, "the number checked")
-        for e in (ev.ChooseProduct("luzon-load", 2000), ev.ChoosePayment("qr")):
+        for e in (ev.ChooseProduct("globe-load", 2000), ev.ChoosePayment("qr")):
             rt.post(e)
         for _ in range(200):
             if rt.state.qr_payload:

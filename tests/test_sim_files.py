@@ -81,7 +81,7 @@ def test_iccid_with_hex_nibbles_or_wrong_size_is_a_format_error() -> None:
 # --- SPN and alpha fields -------------------------------------------------------------------
 
 def test_spn_gsm_and_ucs2() -> None:
-    assert files.decode_spn(b"\x00Luzon Mobile" + b"\xff" * 4) == Spn("Luzon Mobile")
+    assert files.decode_spn(b"\x00Globe" + b"\xff" * 11) == Spn("Globe")
     ucs2 = files.encode_spn(Spn("吕宋移动", 0x01))
     assert ucs2[:2] == b"\x01\x80" and len(ucs2) == 17
     assert files.decode_spn(ucs2) == Spn("吕宋移动", 0x01)

@@ -27,7 +27,7 @@ from kiosk.journal import Journal
 from kiosk.runtime import Runtime
 from kiosk.sms_sim import SmsGatewaySimulator
 from tests.events import until
-from tests.test_voucher_delivery import LUZON, TO, a_voucher, choose, devices, sent, with_sms
+from tests.test_voucher_delivery import GLOBE, TO, a_voucher, choose, devices, sent, with_sms
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +41,7 @@ async def _build(folder: Path, sim: SmsGatewaySimulator) -> dict[str, Any]:
         await until(lambda: sent(rt, ref_a), "voucher A's SMS")
         ref_b, code_b = await a_voucher(rt, 2000)            # used as payment below
         await until(lambda: sent(rt, ref_b), "voucher B's SMS")
-        ref_c = await choose(rt, "luzon-load", 2000, "voucher")
+        ref_c = await choose(rt, "globe-load", 2000, "voucher")
         rt.post(ev.VoucherEntered(code_b))
         await until(lambda: rt.state.phase is Phase.RESULT, "paid with voucher B")
         rt.post(ev.Done())
@@ -90,7 +90,7 @@ def test_find_by_number_reference_and_last_digits_masks_codes(kiosk: dict[str, A
     assert "************" + b[-4:] in lines[1] and "redeemed" in lines[1]   # newest first
     assert "************" + a[-4:] in lines[2] and "active" in lines[2] and "sent" in lines[2]
     assert "0917***4567" in lines[2]
-    for secret in (a, b, a[:12], b[:12], LUZON):
+    for secret in (a, b, a[:12], b[:12], GLOBE):
         assert secret not in r.stdout
     r = run(kiosk, "voucher", "find", "--ref", kiosk["ref_a"], "--json")
     [row] = json.loads(r.stdout)
@@ -157,7 +157,7 @@ def test_void_refuses_a_used_voucher_and_voids_an_active_one_with_balanced_books
                               " 'voucher_voided'").fetchall()
         assert [tuple(p) for p in posted] == [(kiosk["ref_a"], 5000, "active")]
         # A void voucher cannot pay.
-        ref = j.open_transaction(Txn(msisdn=LUZON, operator="luzon", product_id="luzon-load",
+        ref = j.open_transaction(Txn(msisdn=GLOBE, operator="globe", product_id="globe-load",
                                      amount=5000, method="voucher"))
         refused = j.redeem_voucher(ref, a, "2026-01-01")
         assert isinstance(refused, ev.VoucherRefused) and refused.reason == "void"
@@ -174,7 +174,7 @@ def test_void_refuses_a_used_voucher_and_voids_an_active_one_with_balanced_books
 
 def test_a_voucher_held_for_a_pending_top_up_cannot_be_voided(kiosk: dict[str, Any]) -> None:
     j = Journal(kiosk["folder"] / "journal.sqlite3", create=False)
-    ref = j.open_transaction(Txn(msisdn=LUZON, operator="luzon", product_id="luzon-load",
+    ref = j.open_transaction(Txn(msisdn=GLOBE, operator="globe", product_id="globe-load",
                                  amount=2000, method="cash"))
     code = vouchers.new_code()
     j.append(ref, ev.VoucherIssued(ref, code, 2000, held=True, expires="2099-01-01"))

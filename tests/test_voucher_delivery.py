@@ -34,7 +34,7 @@ from kiosk.sms import SmsSettings
 from kiosk.sms_sim import SmsGatewaySimulator
 from tests.events import until
 
-LUZON = "09171234567"
+GLOBE = "09171234567"
 TO = "+639171234567"
 
 
@@ -107,7 +107,7 @@ async def restart(settings: Settings, backend: SimulatedBackend | None = None) -
 
 
 async def choose(rt: Runtime, product: str, amount: int, method: str) -> str:
-    for e in (ev.Start(), ev.NumberEntered(LUZON), ev.ConfirmNumber(True)):
+    for e in (ev.Start(), ev.NumberEntered(GLOBE), ev.ConfirmNumber(True)):
         rt.post(e)
     await until(lambda: rt.state.offered is not None, "the number checked")
     rt.post(ev.ChooseProduct(product, amount))
@@ -129,7 +129,7 @@ async def a_voucher(rt: Runtime, amount: int = 5000) -> tuple[str, str]:
     backend = rt.backend
     assert isinstance(backend, SimulatedBackend)
     backend.mode = "fail"
-    ref = await choose(rt, "luzon-load", amount, "cash")
+    ref = await choose(rt, "globe-load", amount, "cash")
     await pay_notes(rt, amount)
     await until(lambda: rt.state.phase is Phase.RESULT, "the result")
     backend.mode = "succeed"
@@ -177,7 +177,7 @@ async def test_a_failed_top_up_paid_in_cash_sends_the_voucher_to_the_number(
     kinds = [e.kind for e in rt.journal.events(ref)]
     assert kinds.index("VoucherIssued") < kinds.index("VoucherSent")
     assert code not in str(rec)
-    clean(caplog, code, code[:12], vouchers.pretty(code), LUZON, TO, TO[1:], LUZON[1:])
+    clean(caplog, code, code[:12], vouchers.pretty(code), GLOBE, TO, TO[1:], GLOBE[1:])
     assert "sent by SMS to 0917***4567" in caplog.text
 
 
@@ -250,7 +250,7 @@ async def test_a_refusal_is_journaled_and_not_retried(
     finally:
         await rt2.stop()
     assert "ALERT voucher ..." + code[-4:] in caplog.text
-    clean(caplog, code, LUZON, TO)
+    clean(caplog, code, GLOBE, TO)
 
 
 async def test_a_voucher_issued_by_recovery_after_a_restart_is_sent(
@@ -261,7 +261,7 @@ async def test_a_voucher_issued_by_recovery_after_a_restart_is_sent(
     try:
         first_ref, code = await a_voucher(rt, 2000)
         await until(lambda: sent(rt, first_ref), "the first voucher's SMS")
-        ref = await choose(rt, "luzon-load", 5000, "voucher")
+        ref = await choose(rt, "globe-load", 5000, "voucher")
         rt.post(ev.VoucherEntered(code))
         await until(lambda: rt.state.txn.paid == 2000, "the voucher counted")
     finally:
@@ -285,7 +285,7 @@ async def test_a_held_voucher_is_sent_when_the_background_session_makes_it_valid
     rt = Runtime(one_query, devices=devices(settings, backend))
     await rt.start()
     try:
-        ref = await choose(rt, "luzon-load", 2000, "cash")
+        ref = await choose(rt, "globe-load", 2000, "cash")
         await pay_notes(rt, 2000)
         await until(lambda: rt.state.txn.outcome is Outcome.PENDING, "a PENDING receipt")
         [held] = rt.journal.vouchers(ref)
@@ -315,10 +315,10 @@ async def test_a_late_wallet_payment_becomes_a_voucher_sent_by_sms(
     try:
         gateway = getattr(rt.wallet, "simulator", None)
         assert gateway is not None
-        for e in (ev.Start(), ev.NumberEntered(LUZON), ev.ConfirmNumber(True)):
+        for e in (ev.Start(), ev.NumberEntered(GLOBE), ev.ConfirmNumber(True)):
             rt.post(e)
         await until(lambda: rt.state.offered is not None, "the number checked")
-        rt.post(ev.ChooseProduct("luzon-load", 5000))
+        rt.post(ev.ChooseProduct("globe-load", 5000))
         rt.post(ev.ChoosePayment("qr"))
         await until(lambda: rt.state.qr_payload, "the QR code")
         ref = rt.state.txn.ref or ""
@@ -358,7 +358,7 @@ def test_delivery_and_audit_records_never_change_a_rebuilt_transaction(rec: ev.R
     """They are journaled on the voucher's reference, which a restart may replay."""
     from kiosk.engine import Engine, State, Txn
     engine = Engine(load().catalog)
-    txn = Txn(msisdn=LUZON, operator="luzon", product_id="luzon-load", amount=5000,
+    txn = Txn(msisdn=GLOBE, operator="globe", product_id="globe-load", amount=5000,
               method="cash", ref="R1")
     for phase in Phase:
         state = State(phase=phase, txn=txn)

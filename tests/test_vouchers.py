@@ -23,7 +23,7 @@ from kiosk.payments.simulated import SimulatedWallet
 from kiosk.runtime import Runtime
 from tests.events import until
 
-LUZON = "09171234567"
+GLOBE = "09171234567"
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ async def rt(settings: Settings) -> AsyncIterator[Runtime]:
 
 
 async def choose(rt: Runtime, product: str, amount: int, method: str) -> str:
-    for e in (ev.Start(), ev.NumberEntered(LUZON), ev.ConfirmNumber(True)):
+    for e in (ev.Start(), ev.NumberEntered(GLOBE), ev.ConfirmNumber(True)):
         rt.post(e)
     await until(lambda: rt.state.offered is not None, "the number checked")
     rt.post(ev.ChooseProduct(product, amount))
@@ -66,7 +66,7 @@ async def pay_notes(rt: Runtime, *notes: int) -> None:
 async def a_voucher(rt: Runtime, amount: int = 5000) -> str:
     """A failed top-up paid in cash: the customer leaves with a voucher."""
     rt.backend.mode = "fail"
-    ref = await choose(rt, "luzon-load", amount, "cash")
+    ref = await choose(rt, "globe-load", amount, "cash")
     await pay_notes(rt, amount)
     await until(lambda: rt.state.phase is Phase.RESULT, "the result")
     rt.backend.mode = "succeed"
@@ -80,7 +80,7 @@ async def test_voucher_pays_a_top_up_and_cannot_pay_twice(rt: Runtime) -> None:
     code = await a_voucher(rt, 5000)
     v = rt.journal.voucher(code)
     assert v["expires"] > "2026" and v["amount"] == 5000
-    ref = await choose(rt, "luzon-load", 5000, "voucher")
+    ref = await choose(rt, "globe-load", 5000, "voucher")
     rt.post(ev.VoucherEntered(code))
     await until(lambda: rt.state.phase is Phase.RESULT, "the result")
     t = rt.state.txn
@@ -92,7 +92,7 @@ async def test_voucher_pays_a_top_up_and_cannot_pay_twice(rt: Runtime) -> None:
     assert (row.method, row.paid, row.credited) == ("voucher", 5000, 5000)
     rt.post(ev.Done())
     # The same code again: refused, nothing taken, the customer is told why.
-    ref2 = await choose(rt, "luzon-load", 5000, "voucher")
+    ref2 = await choose(rt, "globe-load", 5000, "voucher")
     rt.post(ev.VoucherEntered(code))
     await until(lambda: rt.state.notice == "voucher.used", "the refusal")
     assert rt.state.txn.paid == 0 and rt.state.phase is Phase.PAY_VOUCHER
@@ -103,7 +103,7 @@ async def test_voucher_pays_a_top_up_and_cannot_pay_twice(rt: Runtime) -> None:
 
 async def test_voucher_and_cash_together_with_change_as_a_new_voucher(rt: Runtime) -> None:
     code = await a_voucher(rt, 2000)
-    ref = await choose(rt, "luzon-load", 5000, "voucher")
+    ref = await choose(rt, "globe-load", 5000, "voucher")
     rt.post(ev.VoucherEntered(code))
     await until(lambda: rt.state.txn.paid == 2000, "the voucher counted")
     assert rt.state.txn.remaining == 3000
@@ -127,7 +127,7 @@ async def test_refusals_say_why(rt: Runtime, reason: str) -> None:
     elif reason in ("expired", "held"):
         rt.journal.append("K0001-999999", ev.VoucherIssued(
             "K0001-999999", code, 1000, held=reason == "held", expires="2020-01-31"))
-    await choose(rt, "luzon-load", 1000, "voucher")
+    await choose(rt, "globe-load", 1000, "voucher")
     rt.post(ev.VoucherEntered(code))
     await until(lambda: rt.state.notice == f"voucher.{reason}", reason)
     assert rt.state.txn.paid == 0
@@ -137,7 +137,7 @@ async def test_a_crash_after_redeeming_keeps_the_value(settings: Settings, rt: R
     """The voucher was redeemed, then the kiosk died before the top-up: on restart the
     transaction is resolved (a new voucher for the value), never lost, never doubled."""
     code = await a_voucher(rt, 2000)
-    ref = await choose(rt, "luzon-load", 5000, "voucher")
+    ref = await choose(rt, "globe-load", 5000, "voucher")
     rt.post(ev.VoucherEntered(code))
     await until(lambda: rt.state.txn.paid == 2000, "the voucher counted")
     await rt.stop()                                     # the power goes
@@ -165,7 +165,7 @@ def test_redeeming_is_atomic_across_connections(tmp_path: Path) -> None:
     j = Journal(path)
     code = vouchers.new_code()
     j.append("K0001-000001", ev.VoucherIssued("K0001-000001", code, 5000))
-    refs = [j.open_transaction(Txn(msisdn=LUZON, operator="luzon", product_id="luzon-load",
+    refs = [j.open_transaction(Txn(msisdn=GLOBE, operator="globe", product_id="globe-load",
                                    amount=5000, method="voucher")) for _ in range(8)]
     results: list[ev.Record] = []
     lock = threading.Lock()
@@ -196,7 +196,7 @@ async def test_refusals_in_a_row_slow_the_next_try_down(
     from kiosk.voucher_guard import VoucherGuard
     good = await a_voucher(rt, 2000)
     rt.voucher_guard = VoucherGuard(free_tries=3, base_s=0.5)
-    await choose(rt, "luzon-load", 2000, "voucher")
+    await choose(rt, "globe-load", 2000, "voucher")
     wrong = [vouchers.new_code() for _ in range(4)]
     for i, code in enumerate(wrong):
         rt.post(ev.VoucherEntered(code))

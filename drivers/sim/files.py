@@ -284,8 +284,8 @@ VECTORS: dict[str, tuple[Callable[[bytes], Any], Callable[..., bytes], list[tupl
         (bytes.fromhex("98 36 10 00 00 00 00 00 00 70"), "89630100000000000007"),
     ]),
     "SPN": (decode_spn, encode_spn, [
-        (bytes.fromhex("01") + b"Luzon Mobile" + b"\xff" * 4, Spn("Luzon Mobile", 0x01)),
-        (bytes.fromhex("00") + b"Isla Telecom" + b"\xff" * 4, Spn("Isla Telecom")),
+        (bytes.fromhex("01") + b"Globe" + b"\xff" * 11, Spn("Globe", 0x01)),
+        (bytes.fromhex("00") + b"Smart" + b"\xff" * 11, Spn("Smart")),
         (bytes.fromhex("00 1B 65 2D 54 65 6C 11 31 FF FF FF FF FF FF FF FF"), Spn("€-Tel_1")),
         (bytes.fromhex("00 80 54 15 5B 8B 79 FB 52 A8 FF FF FF FF FF FF FF"), Spn("吕宋移动")),
     ]),

@@ -22,9 +22,9 @@ def _iccid(body: str) -> str:
 
 # Demo SIM cards: ICCID -> the number the operator has on file for it.
 DEMO_SIMS: dict[str, str] = {
-    _iccid("898963010000000001"): "09171234567",   # Luzon Mobile
-    _iccid("898963020000000002"): "09181234321",   # Isla Telecom
-    _iccid("898963030000000003"): "09951112222",   # Luzon Mobile
+    _iccid("898963010000000001"): "09171234567",   # Globe
+    _iccid("898963020000000002"): "09181234321",   # Smart
+    _iccid("898963030000000003"): "09951112222",   # Globe
 }
 UNKNOWN_SIM = _iccid("898963990000000009")          # a SIM the operator does not know
 

@@ -31,7 +31,7 @@ from kiosk.config import ConfigError, DeviceSettings
 from kiosk.payments.simulated import SimulatedWallet
 from kiosk.runtime import Runtime
 
-LUZON = "09171234567"
+GLOBE = "09171234567"
 INTL = "639171234567"
 
 
@@ -60,7 +60,7 @@ async def backend(sim: ReloadlySimulator) -> AsyncIterator[ReloadlyBackend]:
 
 
 async def topup(b: ReloadlyBackend, ref: str, amount: int = 5000) -> Any:
-    return await b.topup(ref, INTL, "luzon", "luzon-load", amount)
+    return await b.topup(ref, INTL, "globe", "globe-load", amount)
 
 
 # ---------------------------------------------------------------- direct calls
@@ -78,11 +78,11 @@ async def test_success(sim: ReloadlySimulator, backend: ReloadlyBackend) -> None
 
 
 async def test_operator_ids_map_and_unknown_operator(sim: ReloadlySimulator) -> None:
-    b = make_backend(sim, operator_ids={"luzon": 341})
+    b = make_backend(sim, operator_ids={"globe": 341})
     try:
         assert (await topup(b, "R1")).status is TopUpStatus.SUCCESSFUL
         assert sim.transactions[-1]["operatorId"] == 341
-        a = await b.topup("R2", "639181234321", "isla", "isla-load", 2000)
+        a = await b.topup("R2", "639181234321", "smart", "smart-load", 2000)
         assert (a.status, a.reason) == (TopUpStatus.FAILED, "backend.unknown_operator")
         assert "R2" not in sim.attempts                 # refused before anything was sent
     finally:
@@ -284,10 +284,10 @@ async def rt(sim: ReloadlySimulator, tmp_path: Path) -> AsyncIterator[Runtime]:
 
 
 async def buy_with_cash(rt: Runtime, amount: int) -> str:
-    for e in (ev.Start(), ev.NumberEntered(LUZON), ev.ConfirmNumber(True)):
+    for e in (ev.Start(), ev.NumberEntered(GLOBE), ev.ConfirmNumber(True)):
         rt.post(e)
     await until(lambda: rt.state.offered is not None, "the number checked")
-    for e in (ev.ChooseProduct("luzon-load", amount), ev.ChoosePayment("cash")):
+    for e in (ev.ChooseProduct("globe-load", amount), ev.ChoosePayment("cash")):
         rt.post(e)
     ref = rt.state.txn.ref
     assert ref is not None
@@ -327,11 +327,11 @@ async def test_e2e_failure_gives_a_voucher(sim: ReloadlySimulator, rt: Runtime) 
 
 async def test_e2e_sim_lookup_through_http(sim: ReloadlySimulator, rt: Runtime) -> None:
     from kiosk.engine import Phase
-    iccid = next(k for k, v in DEMO_SIMS.items() if v == LUZON)
+    iccid = next(k for k, v in DEMO_SIMS.items() if v == GLOBE)
     rt.post(ev.Start())
     rt.devices["sim_reader"].insert(iccid)
     await until(lambda: rt.state.phase is Phase.CONFIRM_NUMBER, "the subscriber look-up")
-    assert rt.state.txn.msisdn == LUZON and rt.state.txn.number_source == "sim"
+    assert rt.state.txn.msisdn == GLOBE and rt.state.txn.number_source == "sim"
     assert ("GET", f"/subscribers/{iccid}") in sim.requests
 
 
@@ -343,11 +343,11 @@ def test_config_file_selects_reloadly(tmp_path: Path) -> None:
         'base = "kiosk.toml"\n'
         '[backend]\ndriver = "reloadly"\ntimeout_s = 15\n'
         'base_url = "https://topups-sandbox.reloadly.com"\nclient_id = "id"\n'
-        'client_secret = "s"\n[backend.operator_ids]\nluzon = 341\n', encoding="utf-8")
+        'client_secret = "s"\n[backend.operator_ids]\nglobe = 341\n', encoding="utf-8")
     s = config.load(tmp_path / "reloadly.toml", data_dir=tmp_path)
     dev = s.devices["backend"]
     assert dev.driver == "reloadly" and s.backend_timeout_s == 15
-    assert dev.options["operator_ids"] == {"luzon": 341}
+    assert dev.options["operator_ids"] == {"globe": 341}
     assert "timeout_s" not in dev.options           # the kiosk's timeout, not the driver's
     (tmp_path / "bad.toml").write_text(
         'base = "kiosk.toml"\n[backend]\ndriver = "reloadly"\nverify = "no"\n',

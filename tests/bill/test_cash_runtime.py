@@ -34,7 +34,7 @@ async def rt(tmp_path):
     await runtime.stop()
 
 
-async def pay_cash(rt: Runtime, amount: int, product: str = "luzon-load-any") -> str:
+async def pay_cash(rt: Runtime, amount: int, product: str = "globe-load-any") -> str:
     for e in (ev.Start(), ev.NumberEntered("09171234567"), ev.ConfirmNumber(True)):
         rt.post(e)
     await until(lambda: rt.state.offered is not None, "the number checked")
@@ -65,7 +65,7 @@ async def test_cash_topup_journal_matches_the_device(rt):
 
 async def test_a_note_above_what_is_due_is_returned_at_escrow(rt):
     sim = rt.devices["cash"].simulator
-    ref = await pay_cash(rt, 2000, "luzon-load")      # a FIXED amount (any-amount tops up all)
+    ref = await pay_cash(rt, 2000, "globe-load")      # a FIXED amount (any-amount tops up all)
     await insert(rt, 100000)
     await until(lambda: sim.record.returned == [100000], "the note given back")
     assert rt.state.txn.paid == 0 and rt.state.notice == "note.too_large"
@@ -133,7 +133,7 @@ async def test_cash_is_not_offered_while_the_backend_is_unreachable(rt):
     # nothing is offered ("top-up temporarily unavailable") and no payment can start.
     await until(lambda: rt.state.offered is not None, "the number check")
     assert rt.state.offered == () and rt.state.notice == "backend.unavailable"
-    for e in (ev.ChooseProduct("luzon-load", 2000), ev.ChoosePayment("cash")):
+    for e in (ev.ChooseProduct("globe-load", 2000), ev.ChoosePayment("cash")):
         rt.post(e)
     assert rt.state.phase.value == "choose_product"
     assert rt.state.methods == () and not rt.devices["cash"].enabled

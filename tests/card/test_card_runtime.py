@@ -23,7 +23,7 @@ from kiosk.payments.simulated import SimulatedWallet
 from kiosk.runtime import Runtime
 from tests.events import until
 
-LUZON = "09171234567"
+GLOBE = "09171234567"
 
 
 def make_runtime(tmp_path: Path, **card: Any) -> Runtime:
@@ -54,10 +54,10 @@ async def rt(tmp_path: Path) -> AsyncIterator[Runtime]:
 
 
 async def pay_card(rt: Runtime, amount: int = 5000) -> str:
-    for e in (ev.Start(), ev.NumberEntered(LUZON), ev.ConfirmNumber(True)):
+    for e in (ev.Start(), ev.NumberEntered(GLOBE), ev.ConfirmNumber(True)):
         rt.post(e)
     await until(lambda: rt.state.offered is not None, "the number checked")
-    for e in (ev.ChooseProduct("luzon-load", amount), ev.ChoosePayment("card")):
+    for e in (ev.ChooseProduct("globe-load", amount), ev.ChoosePayment("card")):
         rt.post(e)
     ref = rt.state.txn.ref
     assert ref is not None and rt.state.phase is Phase.PAY_CARD

@@ -36,7 +36,7 @@ def build(path: Path, n: int, kiosk_id: str = "K0001", currency: str = "PHP") ->
                 " amount, currency, method, status, outcome, paid, credited, voucher, refunded,"
                 " closed_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'closed', 'success', ?, 5000, ?,"
                 " 0, ?)",
-                (ref, i, ts, "09171234567", "luzon", "luzon-load", 5000, currency, method,
+                (ref, i, ts, "09171234567", "globe", "globe-load", 5000, currency, method,
                  paid, voucher, ts + 1))
             recs: list[ev.Record] = [ev.ReferenceAllocated(ref)]
             if method == "cash":
@@ -55,7 +55,7 @@ def build(path: Path, n: int, kiosk_id: str = "K0001", currency: str = "PHP") ->
                 recs += [ev.CreateQrOrder(ref, 5000),
                          ev.QrOrderCreated(ref, "000201", ts + 120),
                          ev.QrPaid(ref, 5000, f"GEN{i:09d}")]
-            recs += [ev.TopUp(ref, "09171234567", "luzon", "luzon-load", 5000),
+            recs += [ev.TopUp(ref, "09171234567", "globe", "globe-load", 5000),
                      ev.TopUpSucceeded(ref, f"GENOP{i}")]
             if voucher:
                 code = f"9{i:015d}"

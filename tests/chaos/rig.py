@@ -43,7 +43,7 @@ BACKEND_MODE = {"success": "succeed", "failure": "fail", "unknown": "timeout_aft
 OUTCOMES = ("success", "failure", "unknown") + (("unknown_failure",) if FULL else ())
 METHODS = ("cash", "card", "qr")
 
-AMOUNT = 5000                              # luzon-load 50.00
+AMOUNT = 5000                              # globe-load 50.00
 NOTES = (2000, 2000, 2000)                 # 60.00 for 50.00: 10.00 change as a voucher
 
 
@@ -277,7 +277,7 @@ class ChaosRig(Rig):
         runs on this thread while the kiosk works (it may stop it, fault the line...)."""
         self.aggregator.set_mode(BACKEND_MODE[outcome])
         self.give(method, notes)
-        run = self.start(self.kiosk_cmd(f"{method}:luzon-load:{AMOUNT}"), wrapper)
+        run = self.start(self.kiosk_cmd(f"{method}:globe-load:{AMOUNT}"), wrapper)
         try:
             if during is not None:
                 during(run)

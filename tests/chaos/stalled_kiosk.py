@@ -1,7 +1,7 @@
 """The kiosk (`kiosk.cli.main`) with its event loop stalled, without a hook in product code.
 
     python -m tests.chaos.stalled_kiosk --stall journal [--at 3,7] [--seconds 3] \
-        [--log FILE] -- --config X run --headless --customer cash:luzon-load:5000 ...
+        [--log FILE] -- --config X run --headless --customer cash:globe-load:5000 ...
 
 `--stall journal`: every journal write made ON THE LOOP THREAD (`Journal.enter`, which
 `append` goes through, and `Journal.open_transaction`, the write that allocates a

@@ -52,7 +52,7 @@ async def _customer(rt: Runtime, method: str) -> str | None:
     for e in (ev.Start(), ev.NumberEntered("09171234567"), ev.ConfirmNumber(True)):
         rt.post(e)
     await _until(lambda: rt.state.offered is not None, "the number check")
-    rt.post(ev.ChooseProduct("luzon-load", AMOUNT))
+    rt.post(ev.ChooseProduct("globe-load", AMOUNT))
     await _until(lambda: method in rt.state.methods, f"{method} offered")
     rt.post(ev.ChoosePayment(method))
     await _until(lambda: rt.state.txn.ref, "a reference")

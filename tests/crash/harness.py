@@ -60,7 +60,7 @@ class Path_:
 
     @property
     def customer(self) -> str:
-        return f"{self.method}:luzon-load:{self.amount}"
+        return f"{self.method}:globe-load:{self.amount}"
 
 
 # Kill points in the device's escrow cycle of one note, as the device enters each state.

@@ -10,7 +10,7 @@ paid = credited + voucher + reversed, the terminal's and the wallet's books equa
 journal's. `KIOSK_CRASH_ROUNDS=n` repeats every path n times (the longer soak variant).
 
 Then the kiosk is killed at each state of the note acceptor instead: a cash payment of
-PHP 70 (luzon-load-any) with a 20 and a 50 note, killed by this process with SIGKILL when
+PHP 70 (globe-load-any) with a 20 and a 50 note, killed by this process with SIGKILL when
 the external ID-003 simulator *enters* ESCROW (before the kiosk decides), STACKING, VEND
 VALID (before the ACK: the device repeats it), STACKED, and IDLING right after (DISABLED
 after the last note, once the kiosk has closed the slot), for the first and for the second
@@ -97,7 +97,7 @@ def test_no_money_lost_or_doubled_whenever_the_power_goes() -> None:
 
 
 # ---------------------------------------------------------------- killed at each acceptor state
-CUSTOMER, NOTES = "cash:luzon-load-any:7000", (2000, 5000)
+CUSTOMER, NOTES = "cash:globe-load-any:7000", (2000, 5000)
 KILL_POINTS = ([KillPoint(state, note) for note in (1, 2) for state in KILL_STATES]
                + [KillPoint(state, note, power_cycle=True) for note in (1, 2)
                   for state in ("stacking", "vend_valid")])

@@ -74,7 +74,7 @@ def test_uicc_is_read_with_full_iccid(diag, card_in, pcscd_rig):
     assert out["reader"] == pcscd_rig.reader_name
     assert out["card_type"] == "UICC"
     assert out["iccid"] == PROFILES["uicc"].iccid            # in full: the technician's tool
-    assert out["spn"] == "Luzon Mobile"
+    assert out["spn"] == "Globe"
     assert "ICCID" in out["readable"] and "SPN" in out["readable"]
     assert isinstance(out["read_ms"], (int, float)) and 0 <= out["read_ms"] < 1000
     assert out["readable"] == ["ICCID", "SPN"] and out["unreadable"] == {}
@@ -91,7 +91,7 @@ def test_human_output_shows_iccid_and_spn(diag, card_in):
     proc = diag("--wait", "10")
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     assert PROFILES["classic"].iccid in proc.stdout
-    assert "Isla Telecom" in proc.stdout
+    assert "Smart" in proc.stdout
     assert "SIM" in proc.stdout
     with pytest.raises(json.JSONDecodeError):
         json.loads(proc.stdout)

@@ -50,7 +50,7 @@ async def h():
 
 def a_receipt(**txn: Any) -> receipts.Receipt:
     catalog = load_catalog(DEFAULT_CONFIG.parent / "catalog.toml")
-    t = Txn(**{"msisdn": "09171234567", "operator": "luzon", "product_id": "luzon-load",
+    t = Txn(**{"msisdn": "09171234567", "operator": "globe", "product_id": "globe-load",
                "amount": 10000, "method": "cash", "ref": "K0001-000042", "paid": 10000,
                "credited": 10000, "operator_ref": "OP-778899", "outcome": Outcome.SUCCESS,
                **txn})

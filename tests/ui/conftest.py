@@ -1,5 +1,6 @@
-"""A real kiosk window for the UI tests: SDL's offscreen driver renders real pixels with
-Mesa (no display needed); one window per test session, driven by touches.
+"""A real kiosk window for the UI tests, on a real X server (Xvfb, 1920x1920, so that the
+window can take the size of every panel: 1280x800, 1920x1080, 1080x1920, ...) rendered by
+Mesa; one window per test session, driven by touches and key presses.
 
 Every test gets the kiosk back on the attract screen with every simulated device in its
 default mood; screenshots go to tests/_artifacts/screenshots/.
@@ -25,7 +26,6 @@ _STATE = Path(tempfile.mkdtemp(prefix="kiosk-ui-"))
 os.environ["KIVY_NO_ARGS"] = "1"
 os.environ["KIVY_HOME"] = str(_STATE / "kivy")
 os.environ["KIVY_LOG_MODE"] = "PYTHON"
-os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
 os.environ["KIVY_METRICS_DENSITY"] = "1"
 
 FAST = 0.05    # simulated device latency in the tests (seconds)
@@ -109,6 +109,60 @@ class Kiosk:
         self.shots.append(path)
         return path
 
+    async def resize(self, width: int, height: int) -> None:
+        """The panel the kiosk runs on: the window takes this size and the app lays its
+        screens out again."""
+        from kivy.core.window import Window
+        Window.size = (width, height)
+        await self.wait_for(lambda: tuple(Window.size) == (width, height), "the new size")
+        await self.wait_for(lambda: self.app.fit == self.app._wanted_fit(),
+                            f"the new layout ({self.app.fit} {self.app._wanted_fit()})")
+        await self.frames(3)
+
+    def layout_problems(self) -> list[str]:
+        """What a customer would see as broken: a widget outside the window (cropped), a
+        text wider or taller than its widget (cut or spilling), a button too small to touch."""
+        from kivy.core.window import Window
+        from kivy.metrics import dp
+        from kivy.uix.label import Label
+        from kivy.uix.modalview import ModalView
+        from kivy.uix.screenmanager import ScreenManager
+        from kivy.uix.widget import Widget
+        out = []
+        tol = 2
+        for root in Window.children:
+            for w in root.walk():
+                if w.get_root_window() is None or w.opacity == 0 or w.width <= 1:
+                    continue
+                if getattr(w, "parent", None) is not None and w.parent.opacity == 0:
+                    continue
+                name = f"{type(w).__name__}({(getattr(w, 'text', '') or '')[:30]!r})"
+                x, y = w.to_window(w.x, w.y)
+                if x < -tol or y < -tol or x + w.width > Window.width + tol or \
+                        y + w.height > Window.height + tol:
+                    out.append(f"{name} outside the window at {int(x)},{int(y)} "
+                               f"{int(w.width)}x{int(w.height)}")
+                parent = w.parent
+                if (isinstance(parent, Widget) and parent is not Window
+                        and not isinstance(parent, (ModalView, ScreenManager))
+                        and w.height > 1):
+                    px, py = parent.to_window(parent.x, parent.y)
+                    if x < px - tol or y < py - tol or x + w.width > px + parent.width + tol \
+                            or y + w.height > py + parent.height + tol:
+                        out.append(f"{name} spills out of its {type(parent).__name__} "
+                                   f"({int(x)},{int(y)} {int(w.width)}x{int(w.height)} in "
+                                   f"{int(px)},{int(py)} {int(parent.width)}x"
+                                   f"{int(parent.height)})")
+                if isinstance(w, Label) and w.text:
+                    tw, th = w.texture_size
+                    if tw > w.width + tol or th > w.height + tol:
+                        out.append(f"{name} text {int(tw)}x{int(th)} in {int(w.width)}x"
+                                   f"{int(w.height)}")
+                if getattr(w, "action", "") and not w.action.startswith("demo_") and \
+                        min(w.width, w.height) < dp(44):
+                    out.append(f"{name} only {int(w.width)}x{int(w.height)} to touch")
+        return out
+
     def texts(self) -> str:
         """Every text on screen (the current screen, the top bar and any dialog)."""
         from kivy.core.window import Window
@@ -120,8 +174,35 @@ class Kiosk:
         return "\n".join(out)
 
 
+@pytest.fixture(scope="session")
+def xserver() -> Any:
+    """A private Xvfb display, big enough for a portrait 1080x1920 panel. (SDL's offscreen
+    driver keeps the size the window was created with: a resized window drew partly.)"""
+    import shutil
+    import subprocess
+    assert shutil.which("Xvfb"), "Xvfb is missing: `make setup` installs it (package xvfb)"
+    read, write = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-screen", "0", "1920x1920x24", "-nolisten", "tcp",
+                             "-displayfd", str(write)], pass_fds=(write,),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write)
+    with os.fdopen(read) as fh:
+        number = fh.readline().strip()
+    assert number, "Xvfb did not start"
+    old = {k: os.environ.get(k) for k in ("DISPLAY", "SDL_VIDEODRIVER")}
+    os.environ.update(DISPLAY=f":{number}", SDL_VIDEODRIVER="x11")
+    yield f":{number}"
+    proc.terminate()
+    proc.wait(10)
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def kiosk_session(pcscd_rig: Any) -> Any:
+async def kiosk_session(pcscd_rig: Any, xserver: str) -> Any:
     from kiosk import config
     settings = config.load(data_dir=_STATE / "var")
     # The SIM is read through the real PC/SC stack: the session's private pcscd and its
@@ -180,12 +261,14 @@ async def kiosk(kiosk_session: Kiosk) -> Any:
     yield k
     # Back to the attract screen for the next test, whatever this one left behind.
     rt.settings = settings
-    if rt.state.phase.value not in ("idle",):
-        from kiosk import events as ev
-        for e in (ev.Done(), ev.Cancel()):
+    from kiosk import events as ev
+    for _ in range(4):          # a cancel may end on a result screen: then Done
+        if rt.state.phase.value == "idle":
+            break
+        for e in (ev.Cancel(), ev.Done()):
             rt.post(e)
         try:
-            await k.wait_phase("idle", 10)
+            await k.wait_phase("idle", 3)
         except AssertionError:
             pass
     rt.warning_until = None

@@ -70,7 +70,7 @@ async def order(rt: Runtime, amount: int = 5000) -> str:
     for e in (ev.Start(), ev.NumberEntered("09171234567"), ev.ConfirmNumber(True)):
         rt.post(e)
     await until(lambda: rt.state.offered is not None, "the number checked")
-    for e in (ev.ChooseProduct("luzon-load", amount), ev.ChoosePayment("qr")):
+    for e in (ev.ChooseProduct("globe-load", amount), ev.ChoosePayment("qr")):
         rt.post(e)
     await until(lambda: rt.state.qr_payload, "the QR code")
     ref = rt.state.txn.ref

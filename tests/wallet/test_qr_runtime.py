@@ -47,7 +47,7 @@ async def order(rt: Runtime, amount: int = 5000) -> str:
     for e in (ev.Start(), ev.NumberEntered("09171234567"), ev.ConfirmNumber(True)):
         rt.post(e)
     await until(lambda: rt.state.offered is not None, "the number checked")
-    for e in (ev.ChooseProduct("luzon-load", amount), ev.ChoosePayment("qr")):
+    for e in (ev.ChooseProduct("globe-load", amount), ev.ChoosePayment("qr")):
         rt.post(e)
     await until(lambda: rt.state.qr_payload, "the QR code")
     ref = rt.state.txn.ref
@@ -99,7 +99,7 @@ async def test_gateway_down_hides_nothing_but_takes_no_money(rt: Runtime) -> Non
     for e in (ev.Start(), ev.NumberEntered("09171234567"), ev.ConfirmNumber(True)):
         rt.post(e)
     await until(lambda: rt.state.offered is not None, "the number checked")
-    for e in (ev.ChooseProduct("luzon-load", 5000), ev.ChoosePayment("qr")):
+    for e in (ev.ChooseProduct("globe-load", 5000), ev.ChoosePayment("qr")):
         rt.post(e)
     await until(lambda: rt.state.notice == "qr.unavailable", "QR refused", timeout=10)
     assert rt.state.phase is Phase.CHOOSE_PAYMENT and "qr" not in rt.state.methods
