@@ -47,8 +47,9 @@ run-pcsc: setup
 	@test -S /run/pcscd/pcscd.comm || (echo "starting pcscd" && pcscd)
 	$(VENV)/bin/kiosk --config config/demo-pcsc.toml run
 
+# Two pytest processes side by side (scripts/run-tests.sh): about half the wall time.
 test: setup
-	$(PY) -m pytest -q
+	PY=$(PY) bash scripts/run-tests.sh
 
 # Style and types gate (CI runs it after the tests); rules in pyproject.toml.
 lint: setup
