@@ -8,6 +8,7 @@ from typing import Any
 import qrcode
 from kivy.core.text import Label as CoreLabel
 from kivy.graphics import Color, Rectangle
+from kivy.graphics.texture import Texture
 from kivy.metrics import dp
 from kivy.properties import ListProperty, NumericProperty, StringProperty
 from kivy.uix.behaviors import ButtonBehavior
@@ -188,31 +189,48 @@ class Keypad(GridLayout):
 
 
 class QrCode(Widget):
-    """A QR code drawn module by module: crisp at any size, error correction M, 4-module
-    quiet zone, on white."""
+    """A QR code: error correction M, 4-module quiet zone, on white, drawn as one texture
+    of one pixel per module scaled up by a whole number with the nearest filter (crisp at
+    any size). One texture and one rectangle instead of a rectangle per dark module: the
+    payment QR was 1,652 canvas instructions, each with its own buffer in the GL driver."""
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
         self.payload = ""
         self.matrix: list[list[bool]] = []
+        self.texture: Texture | None = None
         self.bind(pos=self._draw, size=self._draw)
 
     def set(self, payload: str) -> None:
         if payload == self.payload:
             return
         self.payload = payload
+        self.texture = None
         if payload:
             qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4)
             qr.add_data(payload)
             qr.make(fit=True)
             self.matrix = qr.get_matrix()
+            self.texture = self._texture(self.matrix)
         else:
             self.matrix = []
         self._draw()
 
+    @staticmethod
+    def _texture(matrix: list[list[bool]]) -> Texture:
+        n = len(matrix)
+        rows = bytearray()
+        for row in reversed(matrix):               # GL's first row is the bottom one
+            for dark in row:
+                rows += b"\x00\x00\x00\xff" if dark else b"\xff\xff\xff\xff"
+        tex = Texture.create(size=(n, n), colorfmt="rgba")
+        tex.mag_filter = tex.min_filter = "nearest"
+        tex.blit_buffer(bytes(rows), colorfmt="rgba", bufferfmt="ubyte")
+        return tex
+
     def _draw(self, *_: Any) -> None:
         self.canvas.clear()
-        if not self.matrix:
+        if not self.matrix or self.texture is None:
             return
         n = len(self.matrix)
         module = int(min(self.width, self.height) // n)
@@ -223,13 +241,7 @@ class QrCode(Widget):
         y0 = int(self.center_y - side / 2)
         with self.canvas:
             Color(1, 1, 1, 1)
-            Rectangle(pos=(x0, y0), size=(side, side))
-            Color(0, 0, 0, 1)
-            for r, row in enumerate(self.matrix):
-                for c, dark in enumerate(row):
-                    if dark:
-                        Rectangle(pos=(x0 + c * module, y0 + (n - 1 - r) * module),
-                                  size=(module, module))
+            Rectangle(pos=(x0, y0), size=(side, side), texture=self.texture)
 
 
 class Dialog(ModalView):
