@@ -117,7 +117,7 @@ def thread_cpu_s() -> dict[str, float]:
     import re
     import threading
     tick = os.sysconf("SC_CLK_TCK")
-    names = {t.native_id: re.sub(r"[-_ ]?\d+$", "", t.name) for t in threading.enumerate()}
+    names = {t.native_id: re.sub(r"[-_ ]\d+$", "", t.name) for t in threading.enumerate()}
     main = threading.main_thread().native_id
     out: dict[str, float] = {}
     for task in os.scandir("/proc/self/task"):

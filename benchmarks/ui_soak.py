@@ -19,7 +19,7 @@ DISPLAY is set; Mesa's llvmpipe without a GPU) and window size (config/kiosk.tom
 Printed at the end: medians of the soak's reports, the growth between the first and the
 last report, and the ratios to the empty window. `--diag` adds, at each report, the live
 widgets by class, Kivy's cache categories and the canvas instructions of QR codes.
-`--smoke` is a handful of top-ups with short idle and hold times (tests/test_benchmarks_smoke.py).
+`--smoke`: one top-up of each kind, 0.5 s idle and hold (tests/test_benchmarks_smoke.py).
 No figure is asserted: the machines are shared and noisy.
 """
 
@@ -210,7 +210,7 @@ def main() -> int:
     ap.add_argument("--kiosk-child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.smoke:
-        a.count, a.every, a.idle_s, a.hold_s, a.settle = 3, 3, 1.0, 1.0, 0.5
+        a.count, a.every, a.idle_s, a.hold_s, a.settle = 3, 3, 0.5, 0.5, 0.2
     if a.count < 1 or a.every < 1:
         ap.error("need --count >= 1 and --every >= 1")
     if a.empty_child:
