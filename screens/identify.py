@@ -77,7 +77,10 @@ class IdentifyScreen(KioskScreen):
             self.digits = ""
         elif len(self.digits) < MAX_DIGITS:
             self.digits += key
-        self.notice.text = ""            # an old error never contradicts the live hint
+        # An old error never contradicts the live hint: typing dismisses it, also when
+        # the screen is drawn again from the state that still holds it.
+        self.dismissed = self.ctx.rt.state.notice
+        self.notice.text = ""
         self.ctx.rt.touched()
         self._show()
 
@@ -129,8 +132,14 @@ class IdentifyScreen(KioskScreen):
         self.ok.disabled = not ready
         self.ok.opacity = 1 if ready else 0.4
 
+    dismissed = ""
+
     def update(self, s: State) -> None:
         super().update(s)
+        if s.notice != self.dismissed:
+            self.dismissed = ""
+        elif s.notice:
+            self.notice.text = ""
         _ = self._
         self.title.text = _("Type your mobile number")
         if not s.device_ok("sim_reader"):
