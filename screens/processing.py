@@ -2,11 +2,12 @@
 
 The screen may stay up for a while (a slow operator, status look-ups), so it is cheap to
 show: without a GPU, Kivy redraws the whole window through Mesa's software renderer for
-any change on screen, about 0.14 s of CPU a frame on a 2-core kiosk (measured with
-benchmarks/ui_soak.py). A text changed every 0.4 s (the earlier "● ○ ○") kept a third of a
-core busy; an opacity Animation made the process grow by ~500 MB/s. Here three dots
-drawn with canvas instructions (no text, no texture made or uploaded) light one after the
-other, one step every STEP_S seconds; the texts change only when the state does.
+any change on screen, about 0.1 s of CPU a frame on a 2-core machine (measured with
+benchmarks/ui_soak.py: docs/performance.md). A text changed every 0.4 s (the earlier
+"● ○ ○") kept a third of a core busy; an opacity Animation made the process grow by
+~500 MB/s. Here three dots drawn with canvas instructions (no text, no texture made or
+uploaded) light one after the other, one step every STEP_S seconds; the texts change
+only when the state does.
 """
 
 from __future__ import annotations
